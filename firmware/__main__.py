@@ -1,0 +1,77 @@
+"""Command line of the box (a contract: installers and checks rely on it).
+
+    python -m firmware run [--provision FILE.toml] [--data-dir DIR]
+                           [--sip-bind HOST:PORT] [--web-bind HOST:PORT]
+                           [--rtp-ports LO-HI] [--demo]
+    python -m firmware check FILE.toml
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]")
+    try:
+        p = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number in {text!r}") from None
+    if not 0 <= p <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return host, p
+
+
+def _portrange(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI, got {text!r}") from None
+    if not sep or not (1024 <= a < b <= 65535) or (b - a) < 3:
+        raise argparse.ArgumentTypeError(
+            f"RTP port range {text!r} must be LO-HI with 1024 <= LO < HI <= 65535 and room for two calls")
+    return a, b
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m firmware", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the box")
+    run.add_argument("--provision", metavar="FILE.toml", help="seed the configuration from a provisioning file")
+    run.add_argument("--data-dir", metavar="DIR", help="where config, call records and recordings live")
+    run.add_argument("--sip-bind", metavar="HOST:PORT", type=_hostport, help="SIP UDP+TCP address (default 0.0.0.0:5060)")
+    run.add_argument("--web-bind", metavar="HOST:PORT", type=_hostport, help="web page address (default 0.0.0.0:8080)")
+    run.add_argument("--rtp-ports", metavar="LO-HI", type=_portrange, help="RTP port range (default 10000-20000)")
+    run.add_argument("--demo", action="store_true", help="simulated GSM modem and demo extensions; prints credentials")
+
+    chk = sub.add_parser("check", help="validate a provisioning file (exit 1 with line-precise errors)")
+    chk.add_argument("file", metavar="FILE.toml")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        from firmware.config import check_file
+
+        problems = check_file(args.file)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            return 1
+        print(f"{args.file}: OK")
+        return 0
+    if args.command == "run":
+        from firmware.aio.service import run_from_args
+
+        return run_from_args(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

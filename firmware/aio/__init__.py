@@ -1,0 +1,1 @@
+"""All I/O: SIP transports, serial transports and the service that wires everything."""

@@ -1,0 +1,1 @@
+"""Sans-I/O modem dialogue (AT commands, per-model profiles, SMS PDU)."""

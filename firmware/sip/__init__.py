@@ -1,0 +1,1 @@
+"""Sans-I/O SIP stack (RFC 3261 and friends): no asyncio, sockets or clocks here."""
