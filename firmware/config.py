@@ -4,6 +4,7 @@ Placeholder until the full schema lands: checks TOML syntax with a line number.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 
@@ -28,5 +29,8 @@ def check_file(path: str) -> list[ConfigIssue]:
         return [ConfigIssue(path, 0, "file not found")]
     except tomllib.TOMLDecodeError as e:
         line = getattr(e, "lineno", 0) or 0
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        if not line and m:
+            line = int(m.group(1))
         return [ConfigIssue(path, line, f"TOML syntax error: {e}")]
     return []

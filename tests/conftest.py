@@ -62,7 +62,8 @@ class BoxProcess:
             raise AssertionError("box did not start:\n" + self.output())
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = 2, timeout: float = 15.0) -> int:
