@@ -34,6 +34,7 @@ setup(
             "playwright>=1.40",
             "pjsua2-python==2.15.1.post1",
             "atheris>=2.3",
+            "numpy>=1.26",
         ],
     },
     entry_points={"console_scripts": ["officebox=firmware.__main__:main"]},
