@@ -1,0 +1,1194 @@
+"""Call records, call events, agent states, missed calls, registrations and bans in SQLite.
+
+Built for an SD card that loses power: WAL journal with ``synchronous=FULL`` (every commit
+is fsynced; never OFF), an integrity check (``PRAGMA quick_check``) at open that moves a
+damaged database aside, salvages what it can read and starts a new one
+(:attr:`CallStore.recovery` says what happened), and one writer thread.
+
+Writes come from the asyncio thread at up to hundreds per second and never wait for the
+disk: every write method validates its arguments at once (raising :class:`CallStoreError`),
+then queues the change. The writer thread applies queued changes in one transaction every
+``commit_interval`` seconds (default 50 ms) or every ``max_batch`` changes, whichever comes
+first (group commit). :meth:`CallStore.flush` blocks until everything queued before it is
+committed to disk: a call that ended before ``flush()`` returned survives a power cut.
+Reads use separate connections (one per thread) and see committed data.
+
+Schema (``PRAGMA user_version = 1``; times are unix seconds as floats, text columns
+default to ``''`` so that filters need no NULL handling):
+
+``calls``: one row per call.
+    ``id`` text uuid; ``started_at``, ``answered_at`` (the customer/callee connected to a
+    person), ``ended_at``; ``direction`` inbound | outbound | internal; ``caller_number``,
+    ``caller_name``, ``callee_number`` (as dialled), ``did``, ``trunk``;
+    ``external_number`` (the customer's number, normalised: ``+<cc>...`` when the country
+    code is known); ``from_extension``, ``to_extension``; ``answered_by`` (extension of the
+    person who answered: agent or callee); ``queue`` (the queue that handled the call
+    last); ``ivr_path`` (menus and keys, e.g. ``500:1>510:2``); ``status`` in_progress |
+    answered | missed | abandoned | busy | no_answer | failed | rejected | overflow |
+    voicemail; ``wait_s`` (until answered, or until the caller gave up), ``ring_s``
+    (ringing of the phone that answered), ``talk_s`` (answered to end, hold included),
+    ``hold_s``, ``wrapup_s`` (agent's after-call work); ``hangup_side`` caller | callee |
+    system; ``hangup_cause`` (Q.850), ``sip_code``; ``recording_path`` (relative to the data
+    dir), ``recording_state`` none | recording | complete | interrupted | deleted | failed,
+    ``recording_note`` (why deleted or failed); ``interrupted`` (1: the box lost power
+    mid-call); dialer fields ``campaign``, ``attempt``, ``dial_result``; agent's
+    ``disposition``, ``note``, ``tags`` (comma separated); ``updated_at``.
+``call_legs``: (call_id, leg_id) kind sip | gsm | fxo | siptrunk, endpoint, role caller |
+    callee | agent | listener, started_at, answered_at, ended_at, cause, sip_code.
+``call_events``: id, call_id, ts, type, agent, queue, result, seconds, data (JSON).
+    Types used: route, ivr_choice, queue_enter (data.position), queue_leave (result =
+    reason), agent_ring (agent, result answered | no_answer | busy | rejected |
+    caller_hangup | other_answered, seconds), answer, transfer, hold, unhold, wrapup,
+    callback_requested, callback_result, recording_started, recording_stopped, overflow,
+    hangup. Any other type is stored as well.
+``agent_states``: id, agent, state offline | available | ringing | in_call | wrapup |
+    paused | dnd, reason, started_at, ended_at (NULL while current). Every change of an
+    agent's state with its time.
+``missed_calls``: one open entry per customer number (unique while ``closed_at`` is NULL):
+    first_missed_at, last_missed_at, count, last_call_id, queue, closed_at,
+    closed_by_call, callback_s (closed_at - first_missed_at), closed_direction;
+    ``missed_call_links`` (missed_id, call_id) lists every missed call of an entry.
+    An inbound call from an external number that ends unanswered with a status in
+    :data:`MISSED_STATUSES` opens (or extends) the entry; any call with that number that
+    gets connected (inbound or outbound, ``answered_at`` set) closes it.
+``registrations``: (extension, contact) source, transport, expires_at, user_agent, path,
+    instance, registered_at, last_qualify_ok.
+``bans``: ip, reason, banned_at, until.
+``meta``: key/value; ``last_alive`` is the time of the last commit (the best estimate of
+    when the box lost power).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+log = logging.getLogger("firmware.store.calls")
+
+__all__ = [
+    "CallStore", "CallStoreError", "StoreRecovery", "Call", "Leg", "Event", "AgentState",
+    "MissedEntry", "Registration", "normalize_number", "DIRECTIONS", "STATUSES",
+    "MISSED_STATUSES", "HANGUP_SIDES", "RECORDING_STATES", "AGENT_STATES", "LEG_KINDS",
+    "LEG_ROLES", "SCHEMA_VERSION",
+]
+
+SCHEMA_VERSION = 1
+DIRECTIONS = ("inbound", "outbound", "internal")
+STATUSES = ("in_progress", "answered", "missed", "abandoned", "busy", "no_answer", "failed",
+            "rejected", "overflow", "voicemail")
+MISSED_STATUSES = ("missed", "abandoned", "busy", "no_answer", "failed", "overflow", "voicemail")
+"""Statuses of an unanswered inbound call that the customer should be called back for."""
+HANGUP_SIDES = ("caller", "callee", "system")
+RECORDING_STATES = ("none", "recording", "complete", "interrupted", "deleted", "failed")
+AGENT_STATES = ("offline", "available", "ringing", "in_call", "wrapup", "paused", "dnd")
+LEG_KINDS = ("sip", "gsm", "fxo", "siptrunk")
+LEG_ROLES = ("caller", "callee", "agent", "listener")
+
+
+class CallStoreError(ValueError):
+    """A write the store refuses (unknown field, bad value), or a store that cannot write."""
+
+
+def normalize_number(number: str, country_code: str = "", trunk_prefix: str = "") -> str:
+    """The customer's number in one canonical form, so calls in and out match.
+
+    Spaces, dashes, dots and brackets go; ``00`` becomes ``+``; with ``country_code``
+    ("48") a national number becomes ``+48...`` (after removing ``trunk_prefix``, "0" in
+    BG, "8" in RU). Anything else (``anonymous``, short codes) is kept as given.
+    """
+    if not number:
+        return ""
+    n = re.sub(r"[\s\-.()/]", "", str(number))
+    if not re.fullmatch(r"\+?[0-9*#]+", n):
+        return n
+    if n.startswith("00"):
+        return "+" + n[2:]
+    if n.startswith("+") or not country_code:
+        return n
+    if trunk_prefix:
+        if n.startswith(trunk_prefix) and len(n) > 6:
+            return "+" + country_code + n[len(trunk_prefix):]
+        return n
+    if n.startswith(country_code) and len(n) > 9 + len(country_code) - 1:
+        return "+" + n
+    if len(n) >= 7:
+        return "+" + country_code + n
+    return n
+
+
+@dataclass(frozen=True)
+class StoreRecovery:
+    """What happened when the database failed its integrity check at open."""
+
+    reason: str
+    """The error or quick_check output."""
+    damaged_path: str
+    """Where the damaged database was moved (kept for inspection)."""
+    salvaged: dict[str, int] = field(default_factory=dict)
+    """Rows copied from the damaged database into the new one, per table."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One leg of a call (a phone, a trunk channel, a listener)."""
+
+    call_id: str
+    leg_id: str
+    kind: str = ""
+    endpoint: str = ""
+    role: str = ""
+    started_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    cause: int | None = None
+    sip_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a call's timeline."""
+
+    call_id: str
+    ts: float
+    type: str
+    agent: str = ""
+    queue: str = ""
+    result: str = ""
+    seconds: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call record (a row of ``calls``); ``legs`` and ``events`` only from :meth:`CallStore.get_call`."""
+
+    id: str
+    started_at: float
+    direction: str
+    answered_at: float | None = None
+    ended_at: float | None = None
+    caller_number: str = ""
+    caller_name: str = ""
+    callee_number: str = ""
+    did: str = ""
+    trunk: str = ""
+    external_number: str = ""
+    from_extension: str = ""
+    to_extension: str = ""
+    answered_by: str = ""
+    queue: str = ""
+    ivr_path: str = ""
+    status: str = "in_progress"
+    wait_s: float | None = None
+    ring_s: float | None = None
+    talk_s: float | None = None
+    hold_s: float | None = None
+    wrapup_s: float | None = None
+    hangup_side: str = ""
+    hangup_cause: int | None = None
+    sip_code: int | None = None
+    recording_path: str = ""
+    recording_state: str = "none"
+    recording_note: str = ""
+    interrupted: bool = False
+    campaign: str = ""
+    attempt: int | None = None
+    dial_result: str = ""
+    disposition: str = ""
+    note: str = ""
+    tags: str = ""
+    updated_at: float = 0.0
+    legs: tuple[Leg, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON (legs and events as lists of dicts)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("legs", "events")}
+        d["legs"] = [leg.__dict__.copy() for leg in self.legs]
+        d["events"] = [ev.__dict__.copy() for ev in self.events]
+        return d
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """One period of an agent in one state."""
+
+    agent: str
+    state: str
+    reason: str
+    started_at: float
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class MissedEntry:
+    """A customer who called and was not reached (one entry per number until reached)."""
+
+    id: int
+    number: str
+    first_missed_at: float
+    last_missed_at: float
+    count: int
+    last_call_id: str
+    queue: str
+    call_ids: tuple[str, ...] = ()
+    closed_at: float | None = None
+    closed_by_call: str = ""
+    callback_s: float | None = None
+    closed_direction: str = ""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A desk phone's registration (a contact of an extension)."""
+
+    extension: str
+    contact: str
+    source: str = ""
+    transport: str = "udp"
+    expires_at: float = 0.0
+    user_agent: str = ""
+    path: str = ""
+    instance: str = ""
+    registered_at: float | None = None
+    last_qualify_ok: float | None = None
+
+
+_CALL_COLUMNS = {f.name for f in fields(Call)} - {"legs", "events", "updated_at"}
+_CALL_TEXT = {"caller_number", "caller_name", "callee_number", "did", "trunk", "external_number",
+              "from_extension", "to_extension", "answered_by", "queue", "ivr_path", "status",
+              "hangup_side", "recording_path", "recording_state", "recording_note", "campaign",
+              "dial_result", "disposition", "note", "tags", "direction", "id"}
+_CALL_FLOAT = {"started_at", "answered_at", "ended_at", "wait_s", "ring_s", "talk_s", "hold_s", "wrapup_s"}
+_CALL_INT = {"hangup_cause", "sip_code", "attempt"}
+_LEG_COLUMNS = {f.name for f in fields(Leg)} - {"call_id", "leg_id"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    answered_at REAL,
+    ended_at REAL,
+    direction TEXT NOT NULL,
+    caller_number TEXT NOT NULL DEFAULT '',
+    caller_name TEXT NOT NULL DEFAULT '',
+    callee_number TEXT NOT NULL DEFAULT '',
+    did TEXT NOT NULL DEFAULT '',
+    trunk TEXT NOT NULL DEFAULT '',
+    external_number TEXT NOT NULL DEFAULT '',
+    from_extension TEXT NOT NULL DEFAULT '',
+    to_extension TEXT NOT NULL DEFAULT '',
+    answered_by TEXT NOT NULL DEFAULT '',
+    queue TEXT NOT NULL DEFAULT '',
+    ivr_path TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'in_progress',
+    wait_s REAL, ring_s REAL, talk_s REAL, hold_s REAL, wrapup_s REAL,
+    hangup_side TEXT NOT NULL DEFAULT '',
+    hangup_cause INTEGER,
+    sip_code INTEGER,
+    recording_path TEXT NOT NULL DEFAULT '',
+    recording_state TEXT NOT NULL DEFAULT 'none',
+    recording_note TEXT NOT NULL DEFAULT '',
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    campaign TEXT NOT NULL DEFAULT '',
+    attempt INTEGER,
+    dial_result TEXT NOT NULL DEFAULT '',
+    disposition TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at, direction, status, answered_at, wait_s, talk_s);
+CREATE INDEX IF NOT EXISTS calls_external ON calls(external_number, started_at);
+CREATE INDEX IF NOT EXISTS calls_answered_by ON calls(answered_by, started_at) WHERE answered_by != '';
+CREATE INDEX IF NOT EXISTS calls_from_ext ON calls(from_extension, started_at) WHERE from_extension != '';
+CREATE INDEX IF NOT EXISTS calls_to_ext ON calls(to_extension, started_at) WHERE to_extension != '';
+CREATE INDEX IF NOT EXISTS calls_queue ON calls(queue, started_at) WHERE queue != '';
+CREATE INDEX IF NOT EXISTS calls_open ON calls(status) WHERE status = 'in_progress';
+CREATE INDEX IF NOT EXISTS calls_recording ON calls(recording_path) WHERE recording_path != '';
+CREATE INDEX IF NOT EXISTS calls_campaign ON calls(campaign, started_at) WHERE campaign != '';
+
+CREATE TABLE IF NOT EXISTS call_legs (
+    call_id TEXT NOT NULL,
+    leg_id TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    endpoint TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT '',
+    started_at REAL, answered_at REAL, ended_at REAL,
+    cause INTEGER, sip_code INTEGER,
+    PRIMARY KEY (call_id, leg_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS call_events (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    type TEXT NOT NULL,
+    agent TEXT NOT NULL DEFAULT '',
+    queue TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '',
+    seconds REAL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_id, ts);
+CREATE INDEX IF NOT EXISTS call_events_type ON call_events(type, ts, agent, result, seconds);
+
+CREATE TABLE IF NOT EXISTS agent_states (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS agent_states_time ON agent_states(started_at, agent, state, ended_at);
+CREATE INDEX IF NOT EXISTS agent_states_agent ON agent_states(agent, started_at);
+CREATE INDEX IF NOT EXISTS agent_states_open ON agent_states(agent) WHERE ended_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS missed_calls (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL,
+    first_missed_at REAL NOT NULL,
+    last_missed_at REAL NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    last_call_id TEXT NOT NULL DEFAULT '',
+    queue TEXT NOT NULL DEFAULT '',
+    closed_at REAL,
+    closed_by_call TEXT NOT NULL DEFAULT '',
+    callback_s REAL,
+    closed_direction TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS missed_open ON missed_calls(number) WHERE closed_at IS NULL;
+CREATE INDEX IF NOT EXISTS missed_first ON missed_calls(first_missed_at);
+CREATE TABLE IF NOT EXISTS missed_call_links (
+    missed_id INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    PRIMARY KEY (missed_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS missed_links_call ON missed_call_links(call_id);
+
+CREATE TABLE IF NOT EXISTS registrations (
+    extension TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    transport TEXT NOT NULL DEFAULT 'udp',
+    expires_at REAL NOT NULL,
+    user_agent TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    instance TEXT NOT NULL DEFAULT '',
+    registered_at REAL,
+    last_qualify_ok REAL,
+    PRIMARY KEY (extension, contact)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS bans (
+    ip TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    banned_at REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_TABLES = ("calls", "call_legs", "call_events", "agent_states", "missed_calls",
+           "missed_call_links", "registrations", "bans", "meta")
+
+
+class _Op:
+    __slots__ = ("fn", "args", "done", "result", "error", "sync")
+
+    def __init__(self, fn: Callable[..., Any] | None, args: tuple, sync: bool) -> None:
+        self.fn = fn
+        self.args = args
+        self.sync = sync
+        self.done = threading.Event() if sync else None
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_STOP = object()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+class CallStore:
+    """The call-record store of one box (see the module docstring for the schema).
+
+    ``path`` is the SQLite file (e.g. ``<data_dir>/calls.sqlite``). ``clock`` gives unix
+    time (injectable for tests); ``country_code``/``trunk_prefix`` feed
+    :func:`normalize_number` for ``external_number``. The constructor opens and checks the
+    database (see :attr:`recovery`) and starts the writer thread; :meth:`close` stops it.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, commit_interval: float = 0.05, max_batch: int = 500,
+                 clock: Callable[[], float] = time.time, country_code: str = "",
+                 trunk_prefix: str = "") -> None:
+        self.path = str(path)
+        self.commit_interval = commit_interval
+        self.max_batch = max_batch
+        self.clock = clock
+        self.country_code = country_code
+        self.trunk_prefix = trunk_prefix
+        self.recovery: StoreRecovery | None = None
+        """Set when the database was damaged at open: what was kept aside and salvaged."""
+        self.last_error: str = ""
+        """The last write error ("" when writes succeed); writes are retried until they do."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = self._open_checked()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._listeners: list[Callable[[str, str], None]] = []
+        self._thread = threading.Thread(target=self._writer, name="callstore-writer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ open / check / recover
+
+    def _open_checked(self) -> sqlite3.Connection:
+        reason = ""
+        if os.path.exists(self.path):
+            try:
+                conn = _connect(self.path)
+                rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+                if rows == ["ok"]:
+                    self._migrate(conn)
+                    return conn
+                reason = "; ".join(rows[:5])
+                conn.close()
+            except sqlite3.DatabaseError as e:
+                reason = str(e)
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self.recovery = self._recover(reason)
+            log.error("call store %s failed its integrity check (%s); damaged file kept at %s, "
+                      "salvaged %s", self.path, reason, self.recovery.damaged_path, self.recovery.salvaged)
+        conn = _connect(self.path)
+        self._migrate(conn)
+        if self.recovery is not None:
+            self._salvage_into(conn)
+        return conn
+
+    def _recover(self, reason: str) -> StoreRecovery:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.clock()))
+        damaged = f"{self.path}.damaged-{stamp}"
+        n = 1
+        while os.path.exists(damaged):
+            n += 1
+            damaged = f"{self.path}.damaged-{stamp}-{n}"
+        os.replace(self.path, damaged)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                os.replace(self.path + suffix, damaged + suffix)
+        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        return StoreRecovery(reason=reason, damaged_path=damaged)
+
+    def _salvage_into(self, conn: sqlite3.Connection) -> None:
+        assert self.recovery is not None
+        salvaged: dict[str, int] = {}
+        try:
+            src = sqlite3.connect(self.recovery.damaged_path, isolation_level=None)
+        except sqlite3.DatabaseError:
+            return
+        try:
+            for table in _TABLES:
+                if table == "meta":
+                    continue
+                try:
+                    cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+                    have = {r[1] for r in src.execute(f"PRAGMA table_info({table})")}
+                except sqlite3.DatabaseError:
+                    continue
+                cols = [c for c in cols if c in have]
+                if not cols:
+                    continue
+                sql = f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                count = 0
+                conn.execute("BEGIN")
+                for row in _read_rows(src, table, cols):
+                    try:
+                        conn.execute(sql, row)
+                        count += 1
+                    except sqlite3.DatabaseError:
+                        continue
+                conn.execute("COMMIT")
+                if count:
+                    salvaged[table] = count
+        finally:
+            src.close()
+        self.recovery = StoreRecovery(self.recovery.reason, self.recovery.damaged_path, salvaged)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise CallStoreError(f"call store schema {version} is newer than this firmware ({SCHEMA_VERSION})")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _submit(self, fn: Callable[..., Any] | None, *args: Any, sync: bool = False,
+                timeout: float | None = None) -> Any:
+        if self._closed:
+            raise CallStoreError("the call store is closed")
+        op = _Op(fn, args, sync)
+        self._queue.put(op)
+        if sync:
+            assert op.done is not None
+            if not op.done.wait(timeout):
+                raise CallStoreError(f"the call store did not commit within {timeout} s"
+                                     + (f" (last error: {self.last_error})" if self.last_error else ""))
+            if op.error is not None:
+                raise op.error
+            return op.result
+        return None
+
+    def _writer(self) -> None:
+        conn = self._wconn
+        pending: list[_Op] = []
+        stop = False
+        while not stop:
+            if not pending:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                pending.append(item)
+            deadline = time.monotonic() + self.commit_interval
+            while len(pending) < self.max_batch and not any(op.sync for op in pending):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                pending.append(item)
+            if self._commit(conn, pending):
+                pending = []
+            elif stop:
+                break
+            else:
+                pending = [op for op in pending if op.fn is not None]
+                time.sleep(1.0)
+        if pending:
+            self._commit(conn, pending)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._commit(conn, [item])
+        conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> bool:
+        changed: list[tuple[str, str]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                if op.fn is None:
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(conn, *op.args)
+                    conn.execute("RELEASE op")
+                    if isinstance(op.result, _Changed):
+                        changed.append((op.result.kind, op.result.key))
+                except (sqlite3.IntegrityError, CallStoreError, ValueError, TypeError) as e:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    op.error = e if isinstance(e, CallStoreError) else CallStoreError(str(e))
+                    log.error("call store refused a write: %s", e)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_alive', ?)",
+                         (repr(self.clock()),))
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.last_error = str(e)
+            log.error("call store write failed (%s); %d change(s) kept in memory and retried", e, len(ops))
+            for op in ops:
+                op.error = None
+                if op.fn is None and op.done is not None:
+                    op.error = CallStoreError(f"the call store cannot write: {e}")
+                    op.done.set()
+            return False
+        self.last_error = ""
+        for op in ops:
+            if op.done is not None:
+                op.done.set()
+        for kind, key in changed:
+            for cb in list(self._listeners):
+                try:
+                    cb(kind, key)
+                except Exception:
+                    log.exception("call store listener failed")
+        return True
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until every change queued before this call is committed and fsynced."""
+        self._submit(None, sync=True, timeout=timeout)
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(60)
+        with self._readers_lock:
+            for c in self._readers:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+
+    def __enter__(self) -> "CallStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``callback(kind, key)`` after commits: ("call", id), ("agent", ext),
+        ("missed", number). Runs on the writer thread: hand work over to your loop
+        (``loop.call_soon_threadsafe``). Returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise CallStoreError("the call store is closed")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Run a read-only query on this thread's read connection (used by the reports)."""
+        return self._read().execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------ calls: writes
+
+    def _norm(self, number: str) -> str:
+        return normalize_number(number, self.country_code, self.trunk_prefix)
+
+    def _check_fields(self, values: dict[str, Any], *, allow_id: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            if k not in _CALL_COLUMNS or (k == "id" and not allow_id):
+                raise CallStoreError(f"unknown call field {k!r}")
+            if v is None:
+                if k in _CALL_TEXT:
+                    v = ""
+                out[k] = v
+                continue
+            if k in _CALL_TEXT:
+                if k == "tags" and isinstance(v, (list, tuple, set)):
+                    v = ",".join(str(t) for t in v)
+                if not isinstance(v, str):
+                    raise CallStoreError(f"call field {k} must be text, not {type(v).__name__}")
+            elif k in _CALL_FLOAT:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise CallStoreError(f"call field {k} must be a number of seconds")
+                v = float(v)
+            elif k in _CALL_INT:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise CallStoreError(f"call field {k} must be an integer")
+            elif k == "interrupted":
+                v = 1 if v else 0
+            out[k] = v
+        if "direction" in out and out["direction"] not in DIRECTIONS:
+            raise CallStoreError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if "status" in out and out["status"] not in STATUSES:
+            raise CallStoreError(f"status must be one of {', '.join(STATUSES)}")
+        if out.get("hangup_side") and out["hangup_side"] not in HANGUP_SIDES:
+            raise CallStoreError(f"hangup_side must be one of {', '.join(HANGUP_SIDES)}")
+        if "recording_state" in out and out["recording_state"] not in RECORDING_STATES:
+            raise CallStoreError(f"recording_state must be one of {', '.join(RECORDING_STATES)}")
+        if out.get("external_number"):
+            out["external_number"] = self._norm(out["external_number"])
+        return out
+
+    def begin_call(self, *, direction: str, call_id: str | None = None, started_at: float | None = None,
+                   **fields_: Any) -> str:
+        """Record a new call and return its id (a uuid unless ``call_id`` is given).
+
+        ``external_number`` defaults to the normalised caller (inbound) or callee
+        (outbound) number. Any column of ``calls`` may be given.
+        """
+        cid = call_id or str(uuid.uuid4())
+        values = self._check_fields({**fields_, "direction": direction})
+        values.setdefault("status", "in_progress")
+        if "external_number" not in values:
+            if direction == "inbound":
+                values["external_number"] = self._norm(values.get("caller_number", ""))
+            elif direction == "outbound":
+                values["external_number"] = self._norm(values.get("callee_number", ""))
+        values["id"] = cid
+        values["started_at"] = float(started_at if started_at is not None else self.clock())
+        self._submit(self._w_begin, values)
+        return cid
+
+    def update_call(self, call_id: str, **fields_: Any) -> None:
+        """Change columns of a call (e.g. ``answered_at``, ``answered_by``, ``queue``)."""
+        values = self._check_fields(fields_)
+        if values:
+            self._submit(self._w_update, call_id, values, False)
+
+    def end_call(self, call_id: str, *, status: str | None = None, hangup_side: str | None = None,
+                 hangup_cause: int | None = None, sip_code: int | None = None,
+                 ended_at: float | None = None, **fields_: Any) -> None:
+        """Close a call. ``status`` defaults to answered (when answered) or missed.
+
+        Derived when not given: ``talk_s`` = ended - answered; ``wait_s`` = answered (or
+        ended) - started. An inbound call from an external number ending unanswered with a
+        status in :data:`MISSED_STATUSES` opens/extends the number's missed entry; a
+        connected call closes it.
+        """
+        extra = {"status": status, "hangup_side": hangup_side, "hangup_cause": hangup_cause, "sip_code": sip_code}
+        values = self._check_fields({**fields_, **{k: v for k, v in extra.items() if v is not None}})
+        values["ended_at"] = float(ended_at if ended_at is not None else self.clock())
+        self._submit(self._w_update, call_id, values, True)
+
+    def add_event(self, call_id: str, type: str, *, ts: float | None = None, agent: str = "",
+                  queue: str = "", result: str = "", seconds: float | None = None, **data: Any) -> None:
+        """Append an event to the call's timeline (see the module docstring for the types)."""
+        if not type or not isinstance(type, str):
+            raise CallStoreError("event type must be non-empty text")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
+            raise CallStoreError("event seconds must be a number")
+        try:
+            payload = json.dumps(data, separators=(",", ":"), default=str)
+        except (TypeError, ValueError) as e:
+            raise CallStoreError(f"event data is not JSON-serialisable: {e}") from None
+        t = float(ts if ts is not None else self.clock())
+        self._submit(self._w_event, (call_id, t, type, agent or "", queue or "", result or "",
+                                     None if seconds is None else float(seconds), payload))
+
+    def add_leg(self, call_id: str, *, kind: str, endpoint: str = "", role: str, leg_id: str | None = None,
+                started_at: float | None = None) -> str:
+        """Record a leg of a call (returns its id)."""
+        if kind not in LEG_KINDS:
+            raise CallStoreError(f"leg kind must be one of {', '.join(LEG_KINDS)}")
+        if role not in LEG_ROLES:
+            raise CallStoreError(f"leg role must be one of {', '.join(LEG_ROLES)}")
+        lid = leg_id or uuid.uuid4().hex[:12]
+        t = float(started_at if started_at is not None else self.clock())
+        self._submit(self._w_leg, call_id, lid, {"kind": kind, "endpoint": endpoint, "role": role, "started_at": t})
+        return lid
+
+    def update_leg(self, call_id: str, leg_id: str, **fields_: Any) -> None:
+        """Change a leg: ``answered_at``, ``ended_at``, ``cause``, ``sip_code``, ``endpoint``..."""
+        for k in fields_:
+            if k not in _LEG_COLUMNS:
+                raise CallStoreError(f"unknown leg field {k!r}")
+        self._submit(self._w_leg, call_id, leg_id, dict(fields_))
+
+    def set_note(self, call_id: str, *, disposition: str | None = None, note: str | None = None,
+                 tags: Iterable[str] | str | None = None) -> None:
+        """The agent's categorisation of a call after it (kept with the call record)."""
+        values: dict[str, Any] = {}
+        if disposition is not None:
+            values["disposition"] = disposition
+        if note is not None:
+            values["note"] = note
+        if tags is not None:
+            values["tags"] = tags if isinstance(tags, str) else ",".join(tags)
+        self.update_call(call_id, **values)
+
+    def set_recording(self, call_id: str, *, path: str | None = None, state: str, note: str = "") -> None:
+        """Link a recording to a call and/or change its state (see RECORDING_STATES)."""
+        values: dict[str, Any] = {"recording_state": state, "recording_note": note}
+        if path is not None:
+            values["recording_path"] = path
+        self.update_call(call_id, **values)
+
+    def recording_deleted(self, path: str, note: str) -> None:
+        """Every call linked to recording ``path`` now says it was deleted and why."""
+        self._submit(self._w_rec_deleted, path, note)
+
+    def agent_state(self, agent: str, state: str, reason: str = "", *, at: float | None = None) -> None:
+        """Record that ``agent`` is now in ``state`` (closing the previous state's period)."""
+        if state not in AGENT_STATES:
+            raise CallStoreError(f"agent state must be one of {', '.join(AGENT_STATES)}")
+        if not agent:
+            raise CallStoreError("agent must be an extension number")
+        t = float(at if at is not None else self.clock())
+        self._submit(self._w_agent, agent, state, reason or "", t)
+
+    def mark_interrupted_calls(self, timeout: float | None = 60.0) -> list[str]:
+        """At start-up: calls still in progress were cut by a power loss or a crash.
+
+        Each becomes ``interrupted`` with ``ended_at`` estimated from its last event (or
+        leg, or answer, or start), status answered (when answered) or missed/failed, a
+        recording still "recording" becomes "interrupted"; open agent states are closed at
+        the last commit before the loss. Returns the ids. Blocks until committed.
+        """
+        return self._submit(self._w_interrupted, sync=True, timeout=timeout)
+
+    # ------------------------------------------------------------------ writer-side functions
+
+    def _w_begin(self, conn: sqlite3.Connection, values: dict[str, Any]) -> "_Changed":
+        values = dict(values)
+        values["updated_at"] = self.clock()
+        cols = ", ".join(values)
+        conn.execute(f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
+        if values.get("answered_at") is not None:
+            self._close_missed(conn, values["id"])
+        return _Changed("call", values["id"])
+
+    def _w_update(self, conn: sqlite3.Connection, call_id: str, values: dict[str, Any], ending: bool) -> "_Changed":
+        row = conn.execute("SELECT started_at, answered_at, direction, status, external_number, wait_s, "
+                           "talk_s, recording_state FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            raise CallStoreError(f"no call {call_id}")
+        started, answered, direction, status, external, wait_s, talk_s, rec_state = row
+        values = dict(values)
+        if "answered_at" in values:
+            answered = values["answered_at"]
+        if ending:
+            ended = values["ended_at"]
+            if "status" not in values:
+                values["status"] = "answered" if answered is not None else (
+                    "missed" if direction == "inbound" else "no_answer")
+            if "talk_s" not in values and talk_s is None:
+                values["talk_s"] = max(0.0, ended - answered) if answered is not None else 0.0
+            if "wait_s" not in values and wait_s is None:
+                values["wait_s"] = max(0.0, (answered if answered is not None else ended) - started)
+            if rec_state == "recording" and "recording_state" not in values:
+                values["recording_state"] = "complete"
+        values["updated_at"] = self.clock()
+        conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                     [*values.values(), call_id])
+        if answered is not None:
+            self._close_missed(conn, call_id)
+        if ending:
+            self._maybe_missed(conn, call_id)
+        return _Changed("call", call_id)
+
+    def _close_missed(self, conn: sqlite3.Connection, call_id: str) -> None:
+        row = conn.execute("SELECT external_number, answered_at, direction FROM calls WHERE id = ?",
+                           (call_id,)).fetchone()
+        if row is None or not row[0] or row[1] is None:
+            return
+        number, answered, direction = row
+        conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, "
+                     "callback_s = max(0, ? - first_missed_at), closed_direction = ? "
+                     "WHERE number = ? AND closed_at IS NULL AND first_missed_at <= ?",
+                     (answered, call_id, answered, direction, number, answered))
+
+    def _maybe_missed(self, conn: sqlite3.Connection, call_id: str) -> None:
+        row = conn.execute("SELECT external_number, direction, status, answered_at, started_at, ended_at, queue "
+                           "FROM calls WHERE id = ?", (call_id,)).fetchone()
+        number, direction, status, answered, started, ended, q = row
+        if not number or direction != "inbound" or answered is not None or status not in MISSED_STATUSES:
+            return
+        reached = conn.execute("SELECT id, answered_at, direction FROM calls WHERE external_number = ? "
+                               "AND answered_at >= ? AND id != ? ORDER BY answered_at LIMIT 1",
+                               (number, started, call_id)).fetchone()
+        open_row = conn.execute("SELECT id FROM missed_calls WHERE number = ? AND closed_at IS NULL",
+                                (number,)).fetchone()
+        if open_row is not None:
+            mid = open_row[0]
+            conn.execute("UPDATE missed_calls SET last_missed_at = max(last_missed_at, ?), count = count + 1, "
+                         "last_call_id = ?, queue = CASE WHEN ? != '' THEN ? ELSE queue END WHERE id = ?",
+                         (started, call_id, q, q, mid))
+        else:
+            cur = conn.execute("INSERT INTO missed_calls (number, first_missed_at, last_missed_at, count, "
+                               "last_call_id, queue) VALUES (?, ?, ?, 1, ?, ?)", (number, started, started, call_id, q))
+            mid = cur.lastrowid
+        conn.execute("INSERT OR IGNORE INTO missed_call_links (missed_id, call_id) VALUES (?, ?)", (mid, call_id))
+        if reached is not None:
+            conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, callback_s = max(0, ? - first_missed_at), "
+                         "closed_direction = ? WHERE id = ?", (reached[1], reached[0], reached[1], reached[2], mid))
+
+    def _w_event(self, conn: sqlite3.Connection, row: tuple) -> None:
+        conn.execute("INSERT INTO call_events (call_id, ts, type, agent, queue, result, seconds, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def _w_leg(self, conn: sqlite3.Connection, call_id: str, leg_id: str, values: dict[str, Any]) -> None:
+        exists = conn.execute("SELECT 1 FROM call_legs WHERE call_id = ? AND leg_id = ?", (call_id, leg_id)).fetchone()
+        if exists is None:
+            values = {"call_id": call_id, "leg_id": leg_id, **values}
+            conn.execute(f"INSERT INTO call_legs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                         list(values.values()))
+        elif values:
+            conn.execute(f"UPDATE call_legs SET {', '.join(f'{k} = ?' for k in values)} "
+                         "WHERE call_id = ? AND leg_id = ?", [*values.values(), call_id, leg_id])
+
+    def _w_rec_deleted(self, conn: sqlite3.Connection, path: str, note: str) -> None:
+        conn.execute("UPDATE calls SET recording_state = 'deleted', recording_note = ?, updated_at = ? "
+                     "WHERE recording_path = ?", (note, self.clock(), path))
+
+    def _w_agent(self, conn: sqlite3.Connection, agent: str, state: str, reason: str, t: float) -> "_Changed | None":
+        cur = conn.execute("SELECT id, state, reason FROM agent_states WHERE agent = ? AND ended_at IS NULL",
+                           (agent,)).fetchall()
+        if len(cur) == 1 and cur[0][1] == state and cur[0][2] == reason:
+            return None
+        conn.execute("UPDATE agent_states SET ended_at = max(started_at, ?) WHERE agent = ? AND ended_at IS NULL",
+                     (t, agent))
+        conn.execute("INSERT INTO agent_states (agent, state, reason, started_at) VALUES (?, ?, ?, ?)",
+                     (agent, state, reason, t))
+        return _Changed("agent", agent)
+
+    def _w_interrupted(self, conn: sqlite3.Connection) -> list[str]:
+        alive = conn.execute("SELECT value FROM meta WHERE key = 'last_alive'").fetchone()
+        last_alive = float(alive[0]) if alive else None
+        ids = [r[0] for r in conn.execute("SELECT id FROM calls WHERE status = 'in_progress'")]
+        for cid in ids:
+            started, answered, direction, rec = conn.execute(
+                "SELECT started_at, answered_at, direction, recording_state FROM calls WHERE id = ?", (cid,)).fetchone()
+            last_ev = conn.execute("SELECT max(ts) FROM call_events WHERE call_id = ?", (cid,)).fetchone()[0]
+            last_leg = conn.execute("SELECT max(max(coalesce(started_at, 0), coalesce(answered_at, 0), "
+                                    "coalesce(ended_at, 0))) FROM call_legs WHERE call_id = ?", (cid,)).fetchone()[0]
+            ended = max(x for x in (started, answered, last_ev, last_leg) if x is not None)
+            status = "answered" if answered is not None else ("missed" if direction == "inbound" else "failed")
+            values: dict[str, Any] = {"ended_at": ended, "status": status, "interrupted": 1, "hangup_side": "system"}
+            if rec == "recording":
+                values["recording_state"] = "interrupted"
+                values["recording_note"] = "the box stopped during the call; the file was repaired at start-up"
+            self._w_update(conn, cid, values, True)
+        end = last_alive if last_alive is not None else self.clock()
+        conn.execute("UPDATE agent_states SET ended_at = max(started_at, ?) WHERE ended_at IS NULL", (end,))
+        return ids
+
+    # ------------------------------------------------------------------ calls: reads
+
+    def get_call(self, call_id: str) -> Call | None:
+        """One call with its legs and events (committed data), or None."""
+        conn = self._read()
+        row = conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            return None
+        legs = tuple(Leg(**dict(r)) for r in conn.execute(
+            "SELECT * FROM call_legs WHERE call_id = ? ORDER BY started_at, leg_id", (call_id,)))
+        events = tuple(_event(r) for r in conn.execute(
+            "SELECT * FROM call_events WHERE call_id = ? ORDER BY ts, id", (call_id,)))
+        return _call(row, legs, events)
+
+    def calls_in_progress(self) -> list[Call]:
+        """Calls not ended yet, oldest first (committed data: at most ``commit_interval`` old)."""
+        rows = self._read().execute("SELECT * FROM calls WHERE status = 'in_progress' ORDER BY started_at").fetchall()
+        return [_call(r) for r in rows]
+
+    def calls_of_number(self, number: str, limit: int = 20) -> list[Call]:
+        """The latest calls with a customer's number (for the agent's pop-up), newest first."""
+        rows = self._read().execute("SELECT * FROM calls WHERE external_number = ? ORDER BY started_at DESC LIMIT ?",
+                                    (self._norm(number), int(limit))).fetchall()
+        return [_call(r) for r in rows]
+
+    def agent_current_states(self) -> dict[str, AgentState]:
+        """Each agent's current state (open period)."""
+        rows = self._read().execute("SELECT agent, state, reason, started_at, ended_at FROM agent_states "
+                                    "WHERE ended_at IS NULL").fetchall()
+        return {r["agent"]: AgentState(*r) for r in rows}
+
+    def agent_history(self, agent: str, since: float, until: float) -> list[AgentState]:
+        """An agent's state periods overlapping [since, until)."""
+        rows = self._read().execute(
+            "SELECT agent, state, reason, started_at, ended_at FROM agent_states WHERE agent = ? "
+            "AND started_at < ? AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at",
+            (agent, until, since)).fetchall()
+        return [AgentState(*r) for r in rows]
+
+    def missed_entries(self, *, open_only: bool = True, number: str | None = None) -> list[MissedEntry]:
+        """Missed-call entries (open ones by default), oldest first, with their call ids."""
+        sql = "SELECT * FROM missed_calls WHERE 1=1"
+        params: list[Any] = []
+        if open_only:
+            sql += " AND closed_at IS NULL"
+        if number is not None:
+            sql += " AND number = ?"
+            params.append(self._norm(number))
+        conn = self._read()
+        out = []
+        for r in conn.execute(sql + " ORDER BY first_missed_at", params).fetchall():
+            ids = tuple(x[0] for x in conn.execute(
+                "SELECT l.call_id FROM missed_call_links l JOIN calls c ON c.id = l.call_id "
+                "WHERE l.missed_id = ? ORDER BY c.started_at", (r["id"],)))
+            out.append(MissedEntry(id=r["id"], number=r["number"], first_missed_at=r["first_missed_at"],
+                                   last_missed_at=r["last_missed_at"], count=r["count"],
+                                   last_call_id=r["last_call_id"], queue=r["queue"], call_ids=ids,
+                                   closed_at=r["closed_at"], closed_by_call=r["closed_by_call"],
+                                   callback_s=r["callback_s"], closed_direction=r["closed_direction"]))
+        return out
+
+    def recordings(self, *, states: Sequence[str] = ("complete", "interrupted"),
+                   before: float | None = None) -> list[tuple[str, str, float]]:
+        """(call_id, recording_path, started_at) of calls with a recording, oldest first."""
+        sql = (f"SELECT id, recording_path, started_at FROM calls WHERE recording_path != '' "
+               f"AND recording_state IN ({', '.join('?' * len(states))})")
+        params: list[Any] = list(states)
+        if before is not None:
+            sql += " AND started_at < ?"
+            params.append(before)
+        return [tuple(r) for r in self._read().execute(sql + " ORDER BY started_at", params).fetchall()]
+
+    def recording_state_of(self, path: str) -> str | None:
+        """The recording state of the call that owns ``path`` (None: no call links it)."""
+        r = self._read().execute("SELECT recording_state FROM calls WHERE recording_path = ? LIMIT 1", (path,)).fetchone()
+        return r[0] if r else None
+
+    # ------------------------------------------------------------------ registrations
+
+    def save_registration(self, reg: Registration) -> None:
+        """Insert or replace a registration (extension, contact)."""
+        values = dict(reg.__dict__)
+        self._submit(self._w_replace, "registrations", values)
+
+    def delete_registration(self, extension: str, contact: str | None = None) -> None:
+        """Remove one contact, or every contact of an extension."""
+        if contact is None:
+            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ?", (extension,))
+        else:
+            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ? AND contact = ?",
+                         (extension, contact))
+
+    def expire_registrations(self, now: float | None = None) -> None:
+        """Drop registrations whose ``expires_at`` has passed."""
+        t = self.clock() if now is None else now
+        self._submit(self._w_sql, "DELETE FROM registrations WHERE expires_at <= ?", (t,))
+
+    def registrations(self, extension: str | None = None, *, now: float | None = None) -> list[Registration]:
+        """Registrations still valid at ``now`` (all extensions, or one)."""
+        t = self.clock() if now is None else now
+        sql = "SELECT * FROM registrations WHERE expires_at > ?"
+        params: list[Any] = [t]
+        if extension is not None:
+            sql += " AND extension = ?"
+            params.append(extension)
+        return [Registration(**dict(r)) for r in self._read().execute(sql + " ORDER BY extension, contact", params)]
+
+    # ------------------------------------------------------------------ bans (firmware.pbx.security.BanStore)
+
+    def load_bans(self) -> list[tuple[str, str, float, float]]:
+        """Every stored ban: (ip, reason, banned_at, until)."""
+        return [tuple(r) for r in self._read().execute("SELECT ip, reason, banned_at, until FROM bans ORDER BY banned_at")]
+
+    def save_ban(self, ip: str, reason: str, banned_at: float, until: float) -> None:
+        """Store (or extend) a ban."""
+        self._submit(self._w_replace, "bans", {"ip": ip, "reason": reason, "banned_at": float(banned_at),
+                                               "until": float(until)})
+
+    def delete_ban(self, ip: str) -> None:
+        """Lift a ban."""
+        self._submit(self._w_sql, "DELETE FROM bans WHERE ip = ?", (ip,))
+
+    def _w_replace(self, conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
+        conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                     list(values.values()))
+
+    def _w_sql(self, conn: sqlite3.Connection, sql: str, params: tuple) -> None:
+        conn.execute(sql, params)
+
+
+@dataclass(frozen=True)
+class _Changed:
+    kind: str
+    key: str
+
+
+def _call(row: sqlite3.Row, legs: tuple[Leg, ...] = (), events: tuple[Event, ...] = ()) -> Call:
+    d = dict(row)
+    d["interrupted"] = bool(d.get("interrupted"))
+    return Call(**d, legs=legs, events=events)
+
+
+def _event(row: sqlite3.Row) -> Event:
+    d = dict(row)
+    try:
+        d["data"] = json.loads(d.get("data") or "{}")
+    except ValueError:
+        d["data"] = {"raw": d.get("data")}
+    return Event(**d)
+
+
+def _read_rows(src: sqlite3.Connection, table: str, cols: list[str]) -> Iterator[tuple]:
+    col_sql = ", ".join(cols)
+    try:
+        hi = src.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
+    except sqlite3.DatabaseError:
+        hi = None
+    if hi is None:
+        try:
+            yield from src.execute(f"SELECT {col_sql} FROM {table}")
+        except sqlite3.DatabaseError:
+            return
+        return
+    step = 500
+    for lo in range(0, int(hi) + 1, step):
+        try:
+            rows = src.execute(f"SELECT {col_sql} FROM {table} WHERE rowid >= ? AND rowid < ?", (lo, lo + step)).fetchall()
+        except sqlite3.DatabaseError:
+            rows = []
+            for rid in range(lo, lo + step):
+                try:
+                    r = src.execute(f"SELECT {col_sql} FROM {table} WHERE rowid = ?", (rid,)).fetchone()
+                except sqlite3.DatabaseError:
+                    continue
+                if r is not None:
+                    rows.append(r)
+        yield from rows
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def copy_database(src_path: str, dst_path: str) -> None:
+    """A consistent copy of a live call store (SQLite online backup), e.g. for a backup."""
+    src = sqlite3.connect(src_path)
+    dst = sqlite3.connect(dst_path)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    if not os.path.exists(dst_path):
+        raise CallStoreError(f"backup to {dst_path} failed")
+    shutil.copymode(src_path, dst_path)
