@@ -1,0 +1,753 @@
+/*
+ * Adaptive jitter buffer with G.711 Appendix I style concealment.
+ *
+ * Timeline. Every timestamp is unwrapped into a 64-bit sample position ("ext"). Received
+ * samples live in a ring indexed by position; a per-sample tag byte says which lap of the
+ * ring a sample belongs to, so stale entries can never be taken for fresh ones. `play` is
+ * the next position to hand out. `nominal` advances by exactly the samples pulled by
+ * pbx_jb_get(): it is where `play` would be without any time-scaling, so
+ * S = play - nominal is the playout shift this buffer has applied.
+ *
+ * Statistics. On arrival a packet's position relative to `nominal` is u = ext - nominal.
+ * It is on time under shift S if ext >= play = nominal + S, i.e. u >= S. The u of the last
+ * ~10 s of packets is kept as the 48 smallest values of each of four sub-windows (late
+ * packets are the small ones), and the target shift minimises
+ *     delay + LATE_COST * (fraction of those packets that would have been late)
+ * over the candidate shifts u(k) (the k-th smallest). The target is clamped so that the
+ * delay of an average packet stays within min_delay..max_delay.
+ *
+ * Steering. Each get moves S toward the target: by one pitch period of overlap-added
+ * time-scaling in periodic or quiet audio (never in the middle of a word's noisy part
+ * unless far off target), by holding the play point while concealing an underrun (delay
+ * grows for free), or by concealing less of a hole than its length (delay shrinks for
+ * free). After more than 60 ms without audio the stream is considered paused: output is
+ * silence, and the next audio is re-aligned to the target directly.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "jbuf.h"
+#include "plc.h"
+
+#define JB_SUBWIN 128           /* packets per statistics sub-window */
+#define JB_NSUB 4               /* sub-windows kept: ~10 s of 20 ms packets */
+#define JB_TOPK 48              /* smallest values kept per sub-window */
+#define JB_WARMUP 50            /* packets before the delay may go below the initial one */
+#define JB_LATE_COST 8000       /* samples of delay worth 100 % late packets (10 ms per %) */
+#define JB_SAFETY 8             /* samples of margin kept above the chosen late point */
+#define JB_SEQ_WIN 1024         /* sequence numbers remembered for duplicate detection */
+#define JB_MAX_DROPOUT 3000     /* larger sequence jumps restart the sequence context */
+#define JB_GAP_AFTER 480        /* 60 ms without audio: the stream is paused */
+#define JB_JUMP_AHEAD 1600      /* earlier than possible by this much over max delay: jump */
+#define JB_JUMP_BEHIND 16000    /* later than the max delay by 2 s: timestamps went back */
+#define JB_STRETCH_MIN 16       /* smallest time-scale step (2 ms) */
+#define JB_STRETCH_PMIN 32      /* pitch range for time-scaling: 250 Hz .. */
+#define JB_STRETCH_PMAX 120     /* .. 66.7 Hz */
+#define JB_STRETCH_WIN 120      /* correlation window for time-scaling */
+#define JB_STRETCH_LOOK (JB_STRETCH_PMAX + JB_STRETCH_WIN) /* contiguous audio needed */
+#define JB_URGENT 320           /* 40 ms off target: time-scale even non-periodic audio */
+#define JB_VOICED 0.7f          /* normalised correlation that counts as periodic */
+#define JB_QUIET_RMS 256.f      /* below this the audio is quiet (about -42 dBFS) */
+#define JB_MIN_SPAN 960         /* the buffer may always hold two largest packets */
+
+enum { ST_EMPTY, ST_GAP, ST_PLAYING };
+
+typedef struct {
+    int count;                  /* packets added to this sub-window */
+    int filled;                 /* entries in lo[] */
+    int32_t lo[JB_TOPK];        /* smallest u, ascending */
+} jb_win_t;
+
+struct pbx_jb {
+    pbx_jb_params_t p;
+    int min_s, max_s, init_s;   /* delays in samples */
+    int span_s;                 /* most audio held ahead of the play point */
+
+    int16_t *ring;
+    uint8_t *tag;               /* 0: empty; else 0x80 | lap of the position */
+    int ring_bits;
+    int64_t ring_mask;
+
+    pbx_plc_t plc;
+    int state;
+    int64_t play, nominal;
+    int64_t newest_end;         /* end of the newest audio received */
+    int64_t lead_end;           /* before this position missing audio is leading silence */
+    int missing_run;            /* samples missing in a row */
+
+    int have_ts;                /* the timestamp mapping is valid */
+    uint32_t ref_ts;
+    int64_t ref_ext;
+
+    int have_seq;
+    uint16_t max_seq16;
+    int64_t max_seq, base_seq;
+    uint64_t epoch_received;    /* unique packets since base_seq */
+    uint64_t lost_before;       /* losses of earlier sequence contexts */
+    uint64_t seen[JB_SEQ_WIN / 64];
+
+    jb_win_t win[JB_NSUB];
+    int cur_win;
+    double mean_u;              /* EWMA of u */
+    double len_avg;             /* EWMA of packet length */
+
+    int have_transit;
+    int32_t last_transit;
+    double jitter;              /* RFC 3550 A.8, timestamp units */
+
+    int have_get;
+    int64_t last_get_us;
+    int last_get_n;
+
+    float level;                /* EWMA of the rms of loud frames */
+    int16_t work[PBX_JB_MAX_GET + 2 * JB_STRETCH_LOOK];
+    int16_t pend[2 * JB_STRETCH_PMAX];
+    int npend;
+
+    pbx_jb_stats_t st;
+};
+
+void pbx_jb_params_default(pbx_jb_params_t *p)
+{
+    if (!p)
+        return;
+    p->min_delay_ms = 20;
+    p->max_delay_ms = 500;
+    p->initial_delay_ms = 60;
+    p->plc = 1;
+}
+
+/* ---- ring ---- */
+
+static inline uint8_t pos_tag(const pbx_jb_t *jb, int64_t pos)
+{
+    return (uint8_t)(0x80u | ((uint64_t)pos >> jb->ring_bits & 0x7Fu));
+}
+
+static inline int has(const pbx_jb_t *jb, int64_t pos)
+{
+    return jb->tag[pos & jb->ring_mask] == pos_tag(jb, pos);
+}
+
+/* Forget positions [from, to); returns how many held received audio. */
+static int64_t clear_range(pbx_jb_t *jb, int64_t from, int64_t to)
+{
+    int64_t dropped = 0;
+    if (to - from > jb->ring_mask + 1)
+        from = to - (jb->ring_mask + 1);
+    for (int64_t pos = from; pos < to; pos++) {
+        if (has(jb, pos))
+            dropped++;
+        jb->tag[pos & jb->ring_mask] = 0;
+    }
+    return dropped;
+}
+
+/* First position in [from, newest_end) holding audio, or -1. */
+static int64_t next_audio(const pbx_jb_t *jb, int64_t from)
+{
+    for (int64_t pos = from; pos < jb->newest_end; pos++)
+        if (has(jb, pos))
+            return pos;
+    return -1;
+}
+
+/* Contiguous received samples from `from`, at most limit. */
+static int run_length(const pbx_jb_t *jb, int64_t from, int limit)
+{
+    int n = 0;
+    while (n < limit && has(jb, from + n))
+        n++;
+    return n;
+}
+
+static void read_ring(const pbx_jb_t *jb, int64_t from, int16_t *dst, int n)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] = jb->ring[(from + i) & jb->ring_mask];
+}
+
+/* ---- statistics windows ---- */
+
+static void win_add(pbx_jb_t *jb, int32_t v)
+{
+    jb_win_t *w = &jb->win[jb->cur_win];
+    if (w->count >= JB_SUBWIN) {
+        jb->cur_win = (jb->cur_win + 1) % JB_NSUB;
+        w = &jb->win[jb->cur_win];
+        w->count = w->filled = 0;
+    }
+    w->count++;
+    if (w->filled == JB_TOPK && v >= w->lo[JB_TOPK - 1])
+        return;
+    int i = w->filled < JB_TOPK ? w->filled++ : JB_TOPK - 1;
+    while (i > 0 && w->lo[i - 1] > v) {
+        w->lo[i] = w->lo[i - 1];
+        i--;
+    }
+    w->lo[i] = v;
+}
+
+static int win_total(const pbx_jb_t *jb)
+{
+    int t = 0;
+    for (int i = 0; i < JB_NSUB; i++)
+        t += jb->win[i].count;
+    return t;
+}
+
+/* Target shift S (play - nominal) from the statistics, clamped to the delay limits. */
+static int64_t target_shift(const pbx_jb_t *jb)
+{
+    int total = win_total(jb);
+    double s = 0.0;             /* the initial alignment */
+    if (total > 0) {
+        int pos[JB_NSUB] = {0};
+        double best_cost = 1e300;
+        double best = 0.0;
+        for (int k = 0; k < JB_TOPK; k++) {
+            int next = -1;
+            for (int j = 0; j < JB_NSUB; j++)
+                if (pos[j] < jb->win[j].filled &&
+                    (next < 0 || jb->win[j].lo[pos[j]] < jb->win[next].lo[pos[next]]))
+                    next = j;
+            if (next < 0)
+                break;
+            double v = (double)jb->win[next].lo[pos[next]++];
+            double cost = -v + (double)JB_LATE_COST * k / total;
+            if (cost < best_cost) {
+                best_cost = cost;
+                best = v;
+            }
+        }
+        s = best - JB_SAFETY;
+        if (total < JB_WARMUP && s > 0.0)
+            s = 0.0;
+    }
+    double delay = jb->mean_u + jb->len_avg - s;
+    if (delay < jb->min_s)
+        delay = jb->min_s;
+    if (delay > jb->max_s)
+        delay = jb->max_s;
+    return (int64_t)floor(jb->mean_u + jb->len_avg - delay);
+}
+
+/* ---- create / reset ---- */
+
+static void clear_stream(pbx_jb_t *jb)
+{
+    memset(jb->tag, 0, (size_t)(jb->ring_mask + 1));
+    jb->newest_end = jb->play;
+    jb->npend = 0;
+    jb->missing_run = 0;
+}
+
+void pbx_jb_reset(pbx_jb_t *jb)
+{
+    if (!jb)
+        return;
+    memset(jb->tag, 0, (size_t)(jb->ring_mask + 1));
+    pbx_plc_init(&jb->plc, !jb->p.plc);
+    jb->state = ST_EMPTY;
+    jb->play = jb->nominal = jb->newest_end = jb->lead_end = 0;
+    jb->missing_run = 0;
+    jb->have_ts = jb->have_seq = jb->have_transit = jb->have_get = 0;
+    jb->epoch_received = jb->lost_before = 0;
+    memset(jb->seen, 0, sizeof jb->seen);
+    memset(jb->win, 0, sizeof jb->win);
+    jb->cur_win = 0;
+    jb->mean_u = 0.0;
+    jb->len_avg = 160.0;
+    jb->jitter = 0.0;
+    jb->level = 0.f;
+    jb->npend = 0;
+    memset(&jb->st, 0, sizeof jb->st);
+}
+
+int pbx_jb_create(const pbx_jb_params_t *p, pbx_jb_t **out)
+{
+    if (!p || !out)
+        return PBX_EINVAL;
+    *out = NULL;
+    if (p->min_delay_ms < 0 || p->max_delay_ms < 1 || p->max_delay_ms > PBX_JB_MAX_DELAY_MS ||
+        p->min_delay_ms > p->max_delay_ms || p->initial_delay_ms < 0 ||
+        p->initial_delay_ms > PBX_JB_MAX_DELAY_MS)
+        return PBX_EINVAL;
+    pbx_jb_t *jb = calloc(1, sizeof *jb);
+    if (!jb)
+        return PBX_ENOMEM;
+    jb->p = *p;
+    jb->p.plc = p->plc ? 1 : 0;
+    jb->min_s = p->min_delay_ms * 8;
+    jb->max_s = p->max_delay_ms * 8;
+    int init = p->initial_delay_ms;
+    if (init < p->min_delay_ms)
+        init = p->min_delay_ms;
+    if (init > p->max_delay_ms)
+        init = p->max_delay_ms;
+    jb->init_s = init * 8;
+    jb->span_s = jb->max_s > JB_MIN_SPAN ? jb->max_s : JB_MIN_SPAN;
+    /* Room for the held span, a re-alignment back by max delay, and the largest get. */
+    int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 2 * JB_STRETCH_LOOK;
+    jb->ring_bits = 10;
+    while (((int64_t)1 << jb->ring_bits) < need)
+        jb->ring_bits++;
+    jb->ring_mask = ((int64_t)1 << jb->ring_bits) - 1;
+    jb->ring = calloc((size_t)(jb->ring_mask + 1), sizeof *jb->ring);
+    jb->tag = calloc((size_t)(jb->ring_mask + 1), 1);
+    if (!jb->ring || !jb->tag) {
+        free(jb->ring);
+        free(jb->tag);
+        free(jb);
+        return PBX_ENOMEM;
+    }
+    pbx_jb_reset(jb);
+    *out = jb;
+    return PBX_OK;
+}
+
+void pbx_jb_destroy(pbx_jb_t *jb)
+{
+    if (!jb)
+        return;
+    free(jb->ring);
+    free(jb->tag);
+    free(jb);
+}
+
+/* Forget the sequence context (losses so far stay counted). */
+static void seq_restart(pbx_jb_t *jb)
+{
+    if (jb->have_seq) {
+        int64_t expected = jb->max_seq - jb->base_seq + 1;
+        if (expected > (int64_t)jb->epoch_received)
+            jb->lost_before += (uint64_t)(expected - (int64_t)jb->epoch_received);
+    }
+    jb->have_seq = 0;
+    jb->epoch_received = 0;
+    memset(jb->seen, 0, sizeof jb->seen);
+}
+
+void pbx_jb_resync(pbx_jb_t *jb)
+{
+    if (!jb || jb->state == ST_EMPTY)
+        return;
+    seq_restart(jb);
+    jb->have_ts = 0;
+    jb->have_transit = 0;
+    jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, jb->newest_end);
+    clear_stream(jb);
+    jb->state = ST_GAP;
+}
+
+/* ---- put ---- */
+
+enum { SEQ_NEW, SEQ_OLD, SEQ_DUP, SEQ_UNKNOWN };
+
+static int seq_update(pbx_jb_t *jb, uint16_t seq)
+{
+    if (!jb->have_seq) {
+        jb->have_seq = 1;
+        jb->max_seq16 = seq;
+        jb->max_seq = jb->base_seq = (int64_t)1 << 32;
+        jb->seen[0] = 0;
+        memset(jb->seen, 0, sizeof jb->seen);
+        jb->seen[(jb->max_seq % JB_SEQ_WIN) / 64] |= 1ull << (jb->max_seq % 64);
+        jb->epoch_received = 1;
+        return SEQ_NEW;
+    }
+    int d = PBX_SEQ_DIFF(seq, jb->max_seq16);
+    if (d > JB_MAX_DROPOUT || d < -JB_MAX_DROPOUT) {
+        seq_restart(jb);
+        return seq_update(jb, seq);
+    }
+    int64_t ext = jb->max_seq + d;
+    if (d <= -JB_SEQ_WIN)
+        return SEQ_UNKNOWN;
+    uint64_t bit = 1ull << (ext % 64);
+    uint64_t *word = &jb->seen[(ext % JB_SEQ_WIN) / 64];
+    if (d <= 0) {
+        if (*word & bit)
+            return SEQ_DUP;
+        *word |= bit;
+        jb->epoch_received++;
+        return SEQ_OLD;
+    }
+    for (int64_t s = jb->max_seq + 1; s < ext && s <= jb->max_seq + JB_SEQ_WIN; s++)
+        jb->seen[(s % JB_SEQ_WIN) / 64] &= ~(1ull << (s % 64));
+    jb->max_seq = ext;
+    jb->max_seq16 = seq;
+    jb->seen[(ext % JB_SEQ_WIN) / 64] |= bit;
+    jb->epoch_received++;
+    return SEQ_NEW;
+}
+
+static void note_arrival(pbx_jb_t *jb, uint32_t ts, int n, int64_t arrival_us, int64_t u)
+{
+    int32_t arr_ts = (int32_t)(uint32_t)(uint64_t)(arrival_us / PBX_JB_US_PER_SAMPLE);
+    int32_t transit = (int32_t)(uint32_t)((uint32_t)arr_ts - ts);
+    if (jb->have_transit) {
+        int32_t d = (int32_t)((uint32_t)transit - (uint32_t)jb->last_transit);
+        double ad = d < 0 ? -(double)d : (double)d;
+        jb->jitter += (ad - jb->jitter) / 16.0;
+    }
+    jb->have_transit = 1;
+    jb->last_transit = transit;
+    if (u > INT32_MAX / 2)
+        u = INT32_MAX / 2;
+    if (u < -INT32_MAX / 2)
+        u = -INT32_MAX / 2;
+    win_add(jb, (int32_t)u);
+    jb->mean_u += ((double)u - jb->mean_u) / 32.0;
+    jb->len_avg += ((double)n - jb->len_avg) / 32.0;
+}
+
+int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int nsamples,
+               int64_t arrival_us)
+{
+    if (!jb || !pcm || nsamples < 1 || nsamples > PBX_JB_MAX_PUT)
+        return PBX_EINVAL;
+    int sq = seq_update(jb, seq);
+    if (sq == SEQ_DUP) {
+        jb->st.duplicated++;
+        return PBX_JB_PUT_DUPLICATE;
+    }
+    if (sq == SEQ_UNKNOWN) {
+        jb->st.late_discarded++;
+        return PBX_JB_PUT_LATE;
+    }
+    int result = PBX_JB_PUT_STORED;
+    int64_t ext;
+    if (jb->state == ST_EMPTY) {
+        /* First packet: align so that it finds initial_delay of audio queued. */
+        ext = (int64_t)1 << 40;
+        int margin = jb->init_s - nsamples > 0 ? jb->init_s - nsamples : 0;
+        jb->play = jb->nominal = jb->newest_end = ext - margin;
+        jb->mean_u = (double)margin;
+        jb->len_avg = (double)nsamples;
+        jb->have_ts = 1;
+        jb->ref_ts = ts;
+        jb->ref_ext = ext;
+        jb->state = ST_GAP;
+    } else if (!jb->have_ts) {
+        ext = jb->nominal + (int64_t)llround(jb->mean_u);
+        jb->have_ts = 1;
+        jb->ref_ts = ts;
+        jb->ref_ext = ext;
+        jb->st.resyncs++;
+        result = PBX_JB_PUT_RESYNC;
+    } else {
+        ext = jb->ref_ext + PBX_TS_DIFF(ts, jb->ref_ts);
+        double off = (double)(ext - jb->nominal) - jb->mean_u;
+        if ((off > jb->span_s + JB_JUMP_AHEAD || off < -(double)(jb->span_s + JB_JUMP_BEHIND)) &&
+            sq == SEQ_NEW) {
+            /* The timestamps jumped (or a new source): start a new timeline at the usual delay. */
+            jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, jb->newest_end);
+            clear_stream(jb);
+            jb->state = ST_GAP;
+            ext = jb->nominal + (int64_t)llround(jb->mean_u);
+            jb->ref_ts = ts;
+            jb->ref_ext = ext;
+            jb->have_transit = 0;
+            jb->st.resyncs++;
+            result = PBX_JB_PUT_RESYNC;
+        }
+    }
+    if (sq == SEQ_OLD)
+        jb->st.reordered++;
+    if (ext > jb->ref_ext) {
+        jb->ref_ext = ext;
+        jb->ref_ts = ts;
+    }
+    jb->st.received++;
+    note_arrival(jb, ts, nsamples, arrival_us, ext - jb->nominal);
+
+    int64_t end = ext + nsamples;
+    if (end <= jb->play) {
+        jb->st.late_discarded++;
+        return PBX_JB_PUT_LATE;
+    }
+    if (end - jb->play > jb->span_s) {
+        /* More than the buffer may hold: let the oldest audio go. */
+        int64_t np = end - jb->span_s;
+        jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, np);
+        jb->play = np;
+        jb->npend = 0;
+    }
+    for (int i = 0; i < nsamples; i++) {
+        int64_t pos = ext + i;
+        if (pos < jb->play)
+            continue;
+        jb->ring[pos & jb->ring_mask] = pcm[i];
+        jb->tag[pos & jb->ring_mask] = pos_tag(jb, pos);
+    }
+    if (end > jb->newest_end)
+        jb->newest_end = end;
+    return result;
+}
+
+/* ---- get ---- */
+
+/* Deliver samples produced by time-scaling: to out as far as it goes, the rest to pend. */
+static int deliver(pbx_jb_t *jb, int16_t *y, int ny, int16_t *out, int space)
+{
+    pbx_plc_good(&jb->plc, y, ny);
+    int take = ny < space ? ny : space;
+    memcpy(out, y, (size_t)take * sizeof *y);
+    jb->npend = ny - take;
+    memcpy(jb->pend, y + take, (size_t)jb->npend * sizeof *y);
+    return take;
+}
+
+/*
+ * Move the play point by about |delta| with one overlap-add step at the play point:
+ * delta > 0 removes a period (compress), delta < 0 repeats one (expand). Returns the
+ * samples written to out (0: nothing done); *shift receives input consumed minus output made.
+ */
+static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int64_t *shift)
+{
+    int16_t *x = jb->work;
+    int avail = run_length(jb, jb->play, 2 * JB_STRETCH_LOOK);
+    if (avail < JB_STRETCH_LOOK)
+        return 0;
+    read_ring(jb, jb->play, x, avail);
+    int64_t mag = delta < 0 ? -delta : delta;
+
+    float e = 0.f;
+    for (int i = 0; i < JB_STRETCH_LOOK; i++)
+        e += (float)x[i] * (float)x[i];
+    float rms = sqrtf(e / JB_STRETCH_LOOK);
+    int quiet = rms < JB_QUIET_RMS || rms < 0.1f * jb->level;
+
+    int P;
+    if (quiet) {
+        P = mag > JB_STRETCH_PMAX ? JB_STRETCH_PMAX : (int)mag;
+        if (P < JB_STRETCH_MIN)
+            return 0;
+    } else {
+        /* Forward search: x[0..W) against x[P..P+W). */
+        float best = -2.f;
+        int bp = JB_STRETCH_PMIN;
+        float ea = 0.f;
+        for (int i = 0; i < JB_STRETCH_WIN; i++)
+            ea += (float)x[i] * (float)x[i];
+        for (int p = JB_STRETCH_PMIN; p <= JB_STRETCH_PMAX; p++) {
+            float xy = 0.f, eb = 0.f;
+            for (int i = 0; i < JB_STRETCH_WIN; i++) {
+                xy += (float)x[i] * (float)x[i + p];
+                eb += (float)x[i + p] * (float)x[i + p];
+            }
+            float c = (ea > 0.f && eb > 0.f) ? xy / sqrtf(ea * eb) : 0.f;
+            if (c > best) {
+                best = c;
+                bp = p;
+            }
+        }
+        P = bp;
+        if (mag < JB_URGENT && (best < JB_VOICED || 2 * mag < P))
+            return 0;
+    }
+
+    int16_t y[2 * JB_STRETCH_PMAX];
+    int ny;
+    if (delta > 0) {
+        for (int i = 0; i < P; i++) {
+            float w = (float)(i + 1) / (float)(P + 1);
+            y[i] = (int16_t)lrintf((1.f - w) * x[i] + w * x[i + P]);
+        }
+        ny = P;
+        clear_range(jb, jb->play, jb->play + 2 * P);
+        jb->play += 2 * P;
+        jb->st.dropped_samples_drift += (uint64_t)P;
+        *shift = P;
+    } else {
+        memcpy(y, x, (size_t)P * sizeof *y);
+        for (int i = 0; i < P; i++) {
+            float w = (float)(i + 1) / (float)(P + 1);
+            y[P + i] = (int16_t)lrintf((1.f - w) * x[P + i] + w * x[i]);
+        }
+        ny = 2 * P;
+        clear_range(jb, jb->play, jb->play + P);
+        jb->play += P;
+        jb->st.inserted_samples_drift += (uint64_t)P;
+        *shift = -P;
+    }
+    return deliver(jb, y, ny, out, space);
+}
+
+int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
+{
+    if (!jb || !out || nsamples < 1 || nsamples > PBX_JB_MAX_GET) {
+        if (out && nsamples > 0 && nsamples <= PBX_JB_MAX_GET)
+            memset(out, 0, (size_t)nsamples * sizeof *out);
+        return PBX_EINVAL;
+    }
+    const int n = nsamples;
+    int64_t stall = 0;
+    if (jb->have_get) {
+        int64_t elapsed = (now_us - jb->last_get_us) / PBX_JB_US_PER_SAMPLE;
+        if (elapsed > 3 * jb->last_get_n && elapsed - jb->last_get_n > JB_GAP_AFTER)
+            stall = elapsed - jb->last_get_n;
+    }
+    jb->have_get = 1;
+    jb->last_get_us = now_us;
+    jb->last_get_n = n;
+
+    if (jb->state == ST_EMPTY) {
+        memset(out, 0, (size_t)n * sizeof *out);
+        jb->st.silence_samples += (uint64_t)n;
+        return PBX_JB_SILENCE;
+    }
+    if (stall > 0) {
+        /* The reader stopped for a while: the audio that was due meanwhile is stale. */
+        if (stall > 2 * (int64_t)jb->span_s)
+            stall = 2 * (int64_t)jb->span_s;
+        jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, jb->play + stall);
+        jb->play += stall;
+        jb->nominal += stall;
+        jb->npend = 0;
+    }
+
+    int64_t delta = target_shift(jb) - (jb->play - jb->npend - jb->nominal);
+    int pos = 0, real = 0, conc = 0, sil = 0;
+
+    if (jb->npend > 0) {
+        int take = jb->npend < n ? jb->npend : n;
+        memcpy(out, jb->pend, (size_t)take * sizeof *out);
+        memmove(jb->pend, jb->pend + take, (size_t)(jb->npend - take) * sizeof *out);
+        jb->npend -= take;
+        pos += take;
+        real += take;
+    }
+
+    if (jb->state == ST_GAP) {
+        int64_t q = next_audio(jb, jb->play);
+        if (q >= 0) {
+            /* Audio again after a pause: start it at the target delay. */
+            int64_t np = jb->nominal + target_shift(jb);
+            if (np > q)
+                np = q;
+            if (np < jb->play - jb->span_s)
+                np = jb->play - jb->span_s;
+            if (np > jb->play)
+                clear_range(jb, jb->play, np);
+            jb->play = np;
+            jb->lead_end = q;
+            delta = target_shift(jb) - (jb->play - jb->npend - jb->nominal);
+        }
+    }
+
+    if (jb->state == ST_PLAYING && !pbx_plc_erasing(&jb->plc) && pos < n &&
+        (delta >= JB_STRETCH_MIN || delta <= -JB_STRETCH_MIN)) {
+        int64_t shift = 0;
+        int k = time_scale(jb, delta, out + pos, n - pos, &shift);
+        pos += k;
+        real += k;
+        delta -= shift;
+    }
+
+    while (pos < n) {
+        if (has(jb, jb->play)) {
+            int run = run_length(jb, jb->play, n - pos);
+            read_ring(jb, jb->play, out + pos, run);
+            clear_range(jb, jb->play, jb->play + run);
+            jb->play += run;
+            pbx_plc_good(&jb->plc, out + pos, run);
+            pos += run;
+            real += run;
+            jb->missing_run = 0;
+            jb->state = ST_PLAYING;
+            continue;
+        }
+        if (jb->play < jb->lead_end) {
+            /* Silence before audio that starts after a pause. */
+            int64_t m = jb->lead_end - jb->play;
+            if (m > n - pos)
+                m = n - pos;
+            memset(out + pos, 0, (size_t)m * sizeof *out);
+            pbx_plc_good(&jb->plc, out + pos, (int)m);
+            jb->play += m;
+            pos += (int)m;
+            sil += (int)m;
+            continue;
+        }
+        int64_t q = next_audio(jb, jb->play + 1);
+        int64_t gap = q >= 0 ? q - jb->play : INT64_MAX;
+        if (q >= 0 && delta > 0 && jb->state == ST_PLAYING) {
+            /* A hole with audio after it and too much delay: conceal less than the hole. */
+            int64_t keep = gap < 40 ? gap : 40;
+            int64_t skip = delta < gap - keep ? delta : gap - keep;
+            if (skip > 0) {
+                clear_range(jb, jb->play, jb->play + skip);
+                jb->play += skip;
+                gap -= skip;
+                delta -= skip;
+            }
+        }
+        int m = gap < n - pos ? (int)gap : n - pos;
+        int hold = 0;
+        if (q < 0 && delta < 0 && jb->state == ST_PLAYING)
+            hold = -delta < m ? (int)-delta : m;
+        pbx_plc_conceal(&jb->plc, out + pos, m);
+        int c = JB_GAP_AFTER - jb->missing_run;
+        if (c < 0)
+            c = 0;
+        if (c > m)
+            c = m;
+        conc += c;
+        sil += m - c;
+        jb->missing_run += m;
+        if (jb->missing_run >= JB_GAP_AFTER)
+            jb->state = ST_GAP;
+        clear_range(jb, jb->play, jb->play + (m - hold));
+        jb->play += m - hold;
+        delta += hold;
+        pos += m;
+    }
+    jb->nominal += n;
+
+    if (real == n) {
+        float e = 0.f;
+        for (int i = 0; i < n; i++)
+            e += (float)out[i] * (float)out[i];
+        float rms = sqrtf(e / (float)n);
+        if (rms > 4.f * JB_QUIET_RMS)
+            jb->level += (rms - jb->level) * 0.05f;
+    }
+    jb->st.played_samples += (uint64_t)real;
+    jb->st.concealed_samples += (uint64_t)conc;
+    jb->st.silence_samples += (uint64_t)sil;
+    if (conc > 0)
+        return PBX_JB_CONCEALED;
+    return real > 0 ? PBX_JB_OK : PBX_JB_SILENCE;
+}
+
+void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st)
+{
+    if (!jb || !st)
+        return;
+    *st = jb->st;
+    uint64_t lost = jb->lost_before;
+    if (jb->have_seq) {
+        int64_t expected = jb->max_seq - jb->base_seq + 1;
+        if (expected > (int64_t)jb->epoch_received)
+            lost += (uint64_t)(expected - (int64_t)jb->epoch_received);
+    }
+    st->lost = lost;
+    st->jitter_ms = jb->jitter / 8.0;
+    st->playing = jb->state != ST_EMPTY;
+    if (jb->state == ST_EMPTY) {
+        st->current_delay_ms = st->target_delay_ms = jb->init_s / 8;
+        st->buffered_ms = 0;
+        st->play_ts = 0;
+        return;
+    }
+    double cur = jb->mean_u + jb->len_avg - (double)(jb->play - jb->npend - jb->nominal);
+    double tgt = jb->mean_u + jb->len_avg - (double)target_shift(jb);
+    st->current_delay_ms = (int)lrint(cur / 8.0);
+    st->target_delay_ms = (int)lrint(tgt / 8.0);
+    int64_t held = jb->newest_end - jb->play;
+    st->buffered_ms = (int)((held > 0 ? held : 0) + jb->npend) / 8;
+    st->play_ts = jb->have_ts ? jb->ref_ts + (uint32_t)(jb->play - jb->ref_ext) : 0;
+}
