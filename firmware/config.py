@@ -1548,7 +1548,7 @@ def _cross_check(prov: Provisioning, ctx: _Ctx) -> None:
             if it.number in seen:
                 other_kind, other_path = seen[it.number]
                 ctx.err(p + ("number",), f"number {it.number} is already used by the {other_kind} "
-                                         f"at {_describe(other_path, ctx)}")
+                                         f"at {_describe(other_path + ('number',), ctx)}")
             else:
                 seen[it.number] = (kind, p)
     for kind, items, attr in (("trunk", prov.trunks, "name"), ("user", prov.users, "name")):
@@ -1559,7 +1559,7 @@ def _cross_check(prov: Provisioning, ctx: _Ctx) -> None:
                 continue
             p = paths.get(id(it), (kind,))
             if v in names:
-                ctx.err(p + (attr,), f"{kind} name {v!r} is already used at {_describe(names[v], ctx)}")
+                ctx.err(p + (attr,), f"{kind} name {v!r} is already used at {_describe(names[v] + (attr,), ctx)}")
             else:
                 names[v] = p
 
