@@ -34,18 +34,16 @@
 #define JB_NSUB 4               /* sub-windows kept: ~10 s of 20 ms packets */
 #define JB_TOPK 48              /* smallest values kept per sub-window */
 #define JB_WARMUP 50            /* packets before the delay may go below the initial one */
-#define JB_LATE_COST 8000       /* samples of delay worth 100 % late packets (10 ms per %) */
+#define JB_LATE_COST 16000      /* samples of delay worth 100 % late packets (20 ms per %) */
 #define JB_SAFETY 8             /* samples of margin kept above the chosen late point */
 #define JB_SEQ_WIN 1024         /* sequence numbers remembered for duplicate detection */
 #define JB_MAX_DROPOUT 3000     /* larger sequence jumps restart the sequence context */
 #define JB_GAP_AFTER 480        /* 60 ms without audio: the stream is paused */
-#define JB_JUMP_AHEAD 1600      /* earlier than possible by this much over max delay: jump */
-#define JB_JUMP_BEHIND 16000    /* later than the max delay by 2 s: timestamps went back */
+#define JB_JUMP_AHEAD 1600      /* timestamps ahead of the clock by max delay + 200 ms: jump */
+#define JB_JUMP_BEHIND 16000    /* behind the clock by max delay + 2 s: timestamps went back */
 #define JB_STRETCH_MIN 16       /* smallest time-scale step (2 ms) */
 #define JB_STRETCH_PMIN 32      /* pitch range for time-scaling: 250 Hz .. */
 #define JB_STRETCH_PMAX 120     /* .. 66.7 Hz */
-#define JB_STRETCH_WIN 120      /* correlation window for time-scaling */
-#define JB_STRETCH_LOOK (JB_STRETCH_PMAX + JB_STRETCH_WIN) /* contiguous audio needed */
 #define JB_URGENT 320           /* 40 ms off target: time-scale even non-periodic audio */
 #define JB_VOICED 0.7f          /* normalised correlation that counts as periodic */
 #define JB_QUIET_RMS 256.f      /* below this the audio is quiet (about -42 dBFS) */
@@ -57,6 +55,7 @@ typedef struct {
     int count;                  /* packets added to this sub-window */
     int filled;                 /* entries in lo[] */
     int32_t lo[JB_TOPK];        /* smallest u, ascending */
+    double sum_u, sum_n;        /* for the sub-window's centre (drift estimate) */
 } jb_win_t;
 
 struct pbx_jb {
@@ -89,8 +88,10 @@ struct pbx_jb {
 
     jb_win_t win[JB_NSUB];
     int cur_win;
-    double mean_u;              /* EWMA of u */
-    double len_avg;             /* EWMA of packet length */
+    double mean_u;              /* mean u of the window, projected to now */
+    int have_last_new;
+    int64_t last_new_ext;       /* position and arrival of the highest sequence number */
+    int64_t last_new_arrival;
 
     int have_transit;
     int32_t last_transit;
@@ -101,7 +102,7 @@ struct pbx_jb {
     int last_get_n;
 
     float level;                /* EWMA of the rms of loud frames */
-    int16_t work[PBX_JB_MAX_GET + 2 * JB_STRETCH_LOOK];
+    int16_t work[2 * JB_STRETCH_PMAX];
     int16_t pend[2 * JB_STRETCH_PMAX];
     int npend;
 
@@ -177,8 +178,11 @@ static void win_add(pbx_jb_t *jb, int32_t v)
         jb->cur_win = (jb->cur_win + 1) % JB_NSUB;
         w = &jb->win[jb->cur_win];
         w->count = w->filled = 0;
+        w->sum_u = w->sum_n = 0.0;
     }
     w->count++;
+    w->sum_u += v;
+    w->sum_n += (double)jb->nominal;
     if (w->filled == JB_TOPK && v >= w->lo[JB_TOPK - 1])
         return;
     int i = w->filled < JB_TOPK ? w->filled++ : JB_TOPK - 1;
@@ -197,11 +201,57 @@ static int win_total(const pbx_jb_t *jb)
     return t;
 }
 
+/*
+ * Per sub-window correction that projects its u values to the present: the slope of u
+ * against nominal time (clock drift between sender and playout, at most 2 %) fitted
+ * through the sub-window centres. Returns the projected mean u of the whole window.
+ */
+static double project(const pbx_jb_t *jb, double shift[JB_NSUB])
+{
+    double sw = 0, sn = 0, su = 0, snn = 0, snu = 0;
+    int used = 0;
+    for (int j = 0; j < JB_NSUB; j++) {
+        const jb_win_t *w = &jb->win[j];
+        shift[j] = 0.0;
+        if (w->count < 16)
+            continue;
+        double n = w->sum_n / w->count - (double)jb->nominal, u = w->sum_u / w->count;
+        sw += w->count;
+        sn += w->count * n;
+        su += w->count * u;
+        snn += w->count * n * n;
+        snu += w->count * n * u;
+        used++;
+    }
+    double slope = 0.0;
+    if (used >= 2) {
+        double var = snn / sw - (sn / sw) * (sn / sw);
+        if (var > 8000.0 * 8000.0 / 4)
+            slope = (snu / sw - (sn / sw) * (su / sw)) / var;
+        if (slope > 0.02)
+            slope = 0.02;
+        if (slope < -0.02)
+            slope = -0.02;
+    }
+    double tot = 0, mean = 0;
+    for (int j = 0; j < JB_NSUB; j++) {
+        const jb_win_t *w = &jb->win[j];
+        if (w->count == 0)
+            continue;
+        shift[j] = -slope * (w->sum_n / w->count - (double)jb->nominal);
+        mean += w->sum_u + w->count * shift[j];
+        tot += w->count;
+    }
+    return tot > 0 ? mean / tot : (double)jb->init_s;
+}
+
 /* Target shift S (play - nominal) from the statistics, clamped to the delay limits. */
 static int64_t target_shift(const pbx_jb_t *jb)
 {
     int total = win_total(jb);
     double s = 0.0;             /* the initial alignment */
+    double shift[JB_NSUB];
+    double mean_u = project(jb, shift);
     if (total > 0) {
         int pos[JB_NSUB] = {0};
         double best_cost = 1e300;
@@ -210,11 +260,13 @@ static int64_t target_shift(const pbx_jb_t *jb)
             int next = -1;
             for (int j = 0; j < JB_NSUB; j++)
                 if (pos[j] < jb->win[j].filled &&
-                    (next < 0 || jb->win[j].lo[pos[j]] < jb->win[next].lo[pos[next]]))
+                    (next < 0 || jb->win[j].lo[pos[j]] + shift[j] <
+                                     jb->win[next].lo[pos[next]] + shift[next]))
                     next = j;
             if (next < 0)
                 break;
-            double v = (double)jb->win[next].lo[pos[next]++];
+            double v = (double)jb->win[next].lo[pos[next]] + shift[next];
+            pos[next]++;
             double cost = -v + (double)JB_LATE_COST * k / total;
             if (cost < best_cost) {
                 best_cost = cost;
@@ -225,12 +277,12 @@ static int64_t target_shift(const pbx_jb_t *jb)
         if (total < JB_WARMUP && s > 0.0)
             s = 0.0;
     }
-    double delay = jb->mean_u + jb->len_avg - s;
+    double delay = mean_u - s;
     if (delay < jb->min_s)
         delay = jb->min_s;
     if (delay > jb->max_s)
         delay = jb->max_s;
-    return (int64_t)floor(jb->mean_u + jb->len_avg - delay);
+    return (int64_t)floor(mean_u - delay);
 }
 
 /* ---- create / reset ---- */
@@ -258,7 +310,7 @@ void pbx_jb_reset(pbx_jb_t *jb)
     memset(jb->win, 0, sizeof jb->win);
     jb->cur_win = 0;
     jb->mean_u = 0.0;
-    jb->len_avg = 160.0;
+    jb->have_last_new = 0;
     jb->jitter = 0.0;
     jb->level = 0.f;
     jb->npend = 0;
@@ -289,7 +341,7 @@ int pbx_jb_create(const pbx_jb_params_t *p, pbx_jb_t **out)
     jb->init_s = init * 8;
     jb->span_s = jb->max_s > JB_MIN_SPAN ? jb->max_s : JB_MIN_SPAN;
     /* Room for the held span, a re-alignment back by max delay, and the largest get. */
-    int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 2 * JB_STRETCH_LOOK;
+    int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 4 * JB_STRETCH_PMAX;
     jb->ring_bits = 10;
     while (((int64_t)1 << jb->ring_bits) < need)
         jb->ring_bits++;
@@ -383,7 +435,7 @@ static int seq_update(pbx_jb_t *jb, uint16_t seq)
     return SEQ_NEW;
 }
 
-static void note_arrival(pbx_jb_t *jb, uint32_t ts, int n, int64_t arrival_us, int64_t u)
+static void note_arrival(pbx_jb_t *jb, uint32_t ts, int64_t arrival_us, int64_t u)
 {
     int32_t arr_ts = (int32_t)(uint32_t)(uint64_t)(arrival_us / PBX_JB_US_PER_SAMPLE);
     int32_t transit = (int32_t)(uint32_t)((uint32_t)arr_ts - ts);
@@ -399,8 +451,8 @@ static void note_arrival(pbx_jb_t *jb, uint32_t ts, int n, int64_t arrival_us, i
     if (u < -INT32_MAX / 2)
         u = -INT32_MAX / 2;
     win_add(jb, (int32_t)u);
-    jb->mean_u += ((double)u - jb->mean_u) / 32.0;
-    jb->len_avg += ((double)n - jb->len_avg) / 32.0;
+    double shift[JB_NSUB];
+    jb->mean_u = project(jb, shift);
 }
 
 int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int nsamples,
@@ -420,12 +472,10 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
     int result = PBX_JB_PUT_STORED;
     int64_t ext;
     if (jb->state == ST_EMPTY) {
-        /* First packet: align so that it finds initial_delay of audio queued. */
+        /* First packet: it waits initial_delay before its first sample is due. */
         ext = (int64_t)1 << 40;
-        int margin = jb->init_s - nsamples > 0 ? jb->init_s - nsamples : 0;
-        jb->play = jb->nominal = jb->newest_end = ext - margin;
-        jb->mean_u = (double)margin;
-        jb->len_avg = (double)nsamples;
+        jb->play = jb->nominal = jb->newest_end = ext - jb->init_s;
+        jb->mean_u = (double)jb->init_s;
         jb->have_ts = 1;
         jb->ref_ts = ts;
         jb->ref_ext = ext;
@@ -439,10 +489,11 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
         result = PBX_JB_PUT_RESYNC;
     } else {
         ext = jb->ref_ext + PBX_TS_DIFF(ts, jb->ref_ts);
-        double off = (double)(ext - jb->nominal) - jb->mean_u;
-        if ((off > jb->span_s + JB_JUMP_AHEAD || off < -(double)(jb->span_s + JB_JUMP_BEHIND)) &&
-            sq == SEQ_NEW) {
-            /* The timestamps jumped (or a new source): start a new timeline at the usual delay. */
+        /* Timestamps moving much more (or less) than the time between two packets in
+           sequence: the timestamps jumped or a new source took over. */
+        int64_t gap = jb->have_last_new ? (ext - jb->last_new_ext) -
+                                              (arrival_us - jb->last_new_arrival) / PBX_JB_US_PER_SAMPLE : 0;
+        if (sq == SEQ_NEW && (gap > jb->span_s + JB_JUMP_AHEAD || gap < -(jb->span_s + JB_JUMP_BEHIND))) {
             jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, jb->newest_end);
             clear_stream(jb);
             jb->state = ST_GAP;
@@ -454,6 +505,11 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
             result = PBX_JB_PUT_RESYNC;
         }
     }
+    if (sq == SEQ_NEW) {
+        jb->have_last_new = 1;
+        jb->last_new_ext = ext;
+        jb->last_new_arrival = arrival_us;
+    }
     if (sq == SEQ_OLD)
         jb->st.reordered++;
     if (ext > jb->ref_ext) {
@@ -461,7 +517,7 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
         jb->ref_ts = ts;
     }
     jb->st.received++;
-    note_arrival(jb, ts, nsamples, arrival_us, ext - jb->nominal);
+    note_arrival(jb, ts, arrival_us, ext - jb->nominal);
 
     int64_t end = ext + nsamples;
     if (end <= jb->play) {
@@ -500,25 +556,49 @@ static int deliver(pbx_jb_t *jb, int16_t *y, int ny, int16_t *out, int space)
     return take;
 }
 
+static float energy(const int16_t *x, int n)
+{
+    float e = 0.f;
+    for (int i = 0; i < n; i++)
+        e += (float)x[i] * (float)x[i];
+    return e;
+}
+
+static float ncorr(const int16_t *a, const int16_t *b, int n)
+{
+    float ea = energy(a, n), eb = energy(b, n), xy = 0.f;
+    for (int i = 0; i < n; i++)
+        xy += (float)a[i] * (float)b[i];
+    return ea > 0.f && eb > 0.f ? xy / sqrtf(ea * eb) : 0.f;
+}
+
 /*
- * Move the play point by about |delta| with one overlap-add step at the play point:
- * delta > 0 removes a period (compress), delta < 0 repeats one (expand). Returns the
- * samples written to out (0: nothing done); *shift receives input consumed minus output made.
+ * Move the play point by about |delta| with one overlap-add step at the play point.
+ * The period comes from the audio just played (the concealer's history), and the step is
+ * taken only where the audio is quiet or repeats with that period (unless the buffer is
+ * far off target):
+ *   delta > 0, compress: x[0..P) cross-faded into x[P..2P) replaces x[0..2P);
+ *   delta < 0, expand: a period cross-faded from x[0..P) into the last played period is
+ *   inserted before x[0], so it starts like the natural continuation and ends where x[0]
+ *   follows.
+ * Returns the samples written to out (0: nothing done); *shift receives input consumed
+ * minus output made.
  */
 static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int64_t *shift)
 {
+    const int16_t *h = jb->plc.hist + PBX_PLC_HIST;     /* h[-1] is the last sample played */
     int16_t *x = jb->work;
-    int avail = run_length(jb, jb->play, 2 * JB_STRETCH_LOOK);
-    if (avail < JB_STRETCH_LOOK)
+    int64_t mag = delta < 0 ? -delta : delta;
+    int urgent = mag >= JB_URGENT;
+    int avail = run_length(jb, jb->play, 2 * JB_STRETCH_PMAX);
+    if (avail < JB_STRETCH_MIN)
         return 0;
     read_ring(jb, jb->play, x, avail);
-    int64_t mag = delta < 0 ? -delta : delta;
 
-    float e = 0.f;
-    for (int i = 0; i < JB_STRETCH_LOOK; i++)
-        e += (float)x[i] * (float)x[i];
-    float rms = sqrtf(e / JB_STRETCH_LOOK);
-    int quiet = rms < JB_QUIET_RMS || rms < 0.1f * jb->level;
+    int look = avail < 160 ? avail : 160;
+    float rms_h = sqrtf(energy(h - 160, 160) / 160.f), rms_x = sqrtf(energy(x, look) / (float)look);
+    float loud = rms_h > rms_x ? rms_h : rms_x;
+    int quiet = loud < JB_QUIET_RMS || loud < 0.1f * jb->level;
 
     int P;
     if (quiet) {
@@ -526,54 +606,40 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
         if (P < JB_STRETCH_MIN)
             return 0;
     } else {
-        /* Forward search: x[0..W) against x[P..P+W). */
-        float best = -2.f;
-        int bp = JB_STRETCH_PMIN;
-        float ea = 0.f;
-        for (int i = 0; i < JB_STRETCH_WIN; i++)
-            ea += (float)x[i] * (float)x[i];
-        for (int p = JB_STRETCH_PMIN; p <= JB_STRETCH_PMAX; p++) {
-            float xy = 0.f, eb = 0.f;
-            for (int i = 0; i < JB_STRETCH_WIN; i++) {
-                xy += (float)x[i] * (float)x[i + p];
-                eb += (float)x[i + p] * (float)x[i + p];
-            }
-            float c = (ea > 0.f && eb > 0.f) ? xy / sqrtf(ea * eb) : 0.f;
-            if (c > best) {
-                best = c;
-                bp = p;
-            }
-        }
-        P = bp;
-        if (mag < JB_URGENT && (best < JB_VOICED || 2 * mag < P))
+        float c;
+        P = pbx_pitch_search(jb->plc.hist, PBX_PLC_HIST, PBX_PLC_CORR_LEN, JB_STRETCH_PMIN,
+                             JB_STRETCH_PMAX, &c);
+        if (!urgent && (c < JB_VOICED || 2 * mag < P))
             return 0;
     }
 
     int16_t y[2 * JB_STRETCH_PMAX];
-    int ny;
     if (delta > 0) {
+        if (avail < 2 * P)
+            return 0;
+        if (!quiet && !urgent && ncorr(x, x + P, P) < JB_VOICED)
+            return 0;
         for (int i = 0; i < P; i++) {
             float w = (float)(i + 1) / (float)(P + 1);
             y[i] = (int16_t)lrintf((1.f - w) * x[i] + w * x[i + P]);
         }
-        ny = P;
         clear_range(jb, jb->play, jb->play + 2 * P);
         jb->play += 2 * P;
         jb->st.dropped_samples_drift += (uint64_t)P;
         *shift = P;
     } else {
-        memcpy(y, x, (size_t)P * sizeof *y);
+        if (avail < P)
+            return 0;
+        if (!quiet && !urgent && ncorr(x, h - P, P) < JB_VOICED)
+            return 0;
         for (int i = 0; i < P; i++) {
             float w = (float)(i + 1) / (float)(P + 1);
-            y[P + i] = (int16_t)lrintf((1.f - w) * x[P + i] + w * x[i]);
+            y[i] = (int16_t)lrintf((1.f - w) * x[i] + w * h[i - P]);
         }
-        ny = 2 * P;
-        clear_range(jb, jb->play, jb->play + P);
-        jb->play += P;
         jb->st.inserted_samples_drift += (uint64_t)P;
         *shift = -P;
     }
-    return deliver(jb, y, ny, out, space);
+    return deliver(jb, y, P, out, space);
 }
 
 int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
@@ -743,8 +809,10 @@ void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st)
         st->play_ts = 0;
         return;
     }
-    double cur = jb->mean_u + jb->len_avg - (double)(jb->play - jb->npend - jb->nominal);
-    double tgt = jb->mean_u + jb->len_avg - (double)target_shift(jb);
+    double shift[JB_NSUB];
+    double mean_u = project(jb, shift);
+    double cur = mean_u - (double)(jb->play - jb->npend - jb->nominal);
+    double tgt = mean_u - (double)target_shift(jb);
     st->current_delay_ms = (int)lrint(cur / 8.0);
     st->target_delay_ms = (int)lrint(tgt / 8.0);
     int64_t held = jb->newest_end - jb->play;
