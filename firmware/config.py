@@ -827,8 +827,8 @@ class Smtp:
     """Login name, if the server wants one."""
     password: str = _f("", secret=True)
     """Login password."""
-    sender: str = _f("officebox@localhost", check=_check_email)
-    """From address of notification mails."""
+    sender: str = _f("", check=lambda v: None if not v else _check_email(v))
+    """From address of notification mails (needed for e-mail notifications)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1700,8 +1700,8 @@ def _cross_check(prov: Provisioning, ctx: _Ctx) -> None:
         elif n.kind == "email":
             if n.target and _check_email(n.target):
                 ctx.err(p + ("target",), _check_email(n.target) or "")
-            if not prov.system.smtp.host:
-                ctx.err(p + ("kind",), "e-mail notifications need [system.smtp] host")
+            if not prov.system.smtp.host or not prov.system.smtp.sender:
+                ctx.err(p + ("kind",), "e-mail notifications need [system.smtp] host and sender")
         elif n.kind == "webhook":
             if n.target and _check_url(n.target):
                 ctx.err(p + ("target",), _check_url(n.target) or "")
@@ -1736,8 +1736,8 @@ def _describe(path: tuple, ctx: _Ctx) -> str:
     for p in path:
         if isinstance(p, int):
             out.append(f"#{p + 1}")
-        else:
-            out.append(str(p))
+            break
+        out.append(str(p))
     return " ".join(out) if out else "the top level"
 
 

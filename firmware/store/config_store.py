@@ -45,8 +45,8 @@ from typing import Any, Callable, Iterable, Mapping
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
-from firmware.config import (SECTIONS, ConfigIssue, Provisioning, ProvisioningError, build_provisioning,
-                             field_docs, generate_password, load_provisioning, password_problem, to_raw,
+from firmware.config import (SECTIONS, ConfigIssue, Provisioning, ProvisioningError, field_docs,
+                             generate_password, load_provisioning, password_problem, to_raw, toml_positions,
                              validate_raw)
 
 log = logging.getLogger("firmware.store.config")
@@ -848,15 +848,58 @@ class ConfigStore:
             return generated
 
     def provision_file(self, path: str | os.PathLike) -> list[GeneratedCredential]:
-        """Load a provisioning file (raising ProvisioningError with line-precise issues) and
-        :meth:`provision` the sections it contains."""
-        prov = load_provisioning(path)
-        with open(path, "rb") as f:
-            top = tomllib.load(f)
+        """Provision the sections a file contains (see the module docstring).
+
+        The file may hold only some sections; references are checked against the merged
+        result (the file's sections plus the store's others). Problems raise
+        :class:`~firmware.config.ProvisioningError` with the file's line numbers (0 for a
+        problem in a section the file does not contain); nothing changes then. Relative
+        prompt paths are stored as absolute paths (relative to the file's folder).
+        """
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProvisioningError([ConfigIssue(str(path), 0, "file not found")]) from None
+        except UnicodeDecodeError:
+            raise ProvisioningError([ConfigIssue(str(path), 0, "the file is not UTF-8 text")]) from None
+        try:
+            top = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            load_provisioning(path)
+            raise
         sections = {k for k in top if k in SECTIONS}
-        if "route" in top:
-            sections |= {"route.inbound", "route.outbound", "route"}
-        return self.provision(prov, sections=sections, source=str(path))
+        if isinstance(top.get("route"), dict):
+            sections |= {"route", "route.inbound", "route.outbound"}
+        base = p.resolve().parent
+        _absolutize_prompts(top, base)
+        with self._lock:
+            merged = self._merged(self._raw_of(self._data()), top, sections)
+            pos = toml_positions(text)
+            prov, issues = validate_raw(merged, base_dir=base, check_files=True, positions=pos)
+            if issues:
+                found = [ConfigIssue(str(path), pos.line_of(k) if k and (k[0] in top) else 0, m, k)
+                         for k, m in issues]
+                raise ProvisioningError(sorted(found, key=lambda i: (i.line, i.message)))
+            return self.provision(prov, sections=sections, source=str(path))
+
+    @staticmethod
+    def _merged(raw: dict[str, Any], new: dict[str, Any], sections: set[str]) -> dict[str, Any]:
+        out = copy.deepcopy(raw)
+        for section in sections:
+            if section == "route":
+                route = dict(out.get("route", {}))
+                for k in ("blacklist", "default"):
+                    route.pop(k, None)
+                    if k in new.get("route", {}):
+                        route[k] = new["route"][k]
+                out["route"] = route
+            elif section.startswith("route."):
+                sub = section.split(".")[1]
+                out.setdefault("route", {})[sub] = copy.deepcopy(new.get("route", {}).get(sub, []))
+            else:
+                out[section] = copy.deepcopy(new.get(section, {} if section == "system" else []))
+        return out
 
     # ------------------------------------------------------------------ backup / restore
 
@@ -898,3 +941,19 @@ def _deep_merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, A
         else:
             base[k] = copy.deepcopy(dict(v)) if isinstance(v, Mapping) else copy.deepcopy(v)
     return base
+
+
+_PROMPT_FIELDS = {"queue": ("announce", "periodic_message", "music"),
+                  "ivr": ("prompt", "invalid_prompt", "timeout_prompt")}
+
+
+def _absolutize_prompts(raw: dict[str, Any], base: Path) -> None:
+    for section, names in _PROMPT_FIELDS.items():
+        for rec in raw.get(section, []) if isinstance(raw.get(section), list) else []:
+            if not isinstance(rec, dict):
+                continue
+            for name in names:
+                v = rec.get(name)
+                if isinstance(v, str) and v and v != "default" and (v.lower().endswith(".wav") or "/" in v) \
+                        and not os.path.isabs(v):
+                    rec[name] = str(base / v)
