@@ -1,0 +1,349 @@
+/* Private structures of the media engine: everything below is owned by the engine thread
+ * unless a comment says otherwise. */
+#ifndef PBX_ENGINE_INT_H
+#define PBX_ENGINE_INT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "jbuf.h"
+#include "pbxcore.h"
+
+#define MAX_TICK 240            /* samples per tick at ptime 30 ms */
+#define MAX_FRAME 480           /* largest decoded packet accepted (60 ms) */
+#define RX_BATCH 32             /* recvmmsg batch */
+#define PKT_BUF 1536
+#define MAX_MEMBERS 64
+#define DTMF_QUEUE 32
+#define ID_TYPE_SHIFT 28
+/* 0 dBm0 sine amplitude (G.711 full scale is +3.14 dBm0); DTMF sent at -7 / -5 dBm0. */
+#define DBM0_AMPLITUDE 22785.0
+#define DTMF_AMP_LOW 10178.0
+#define DTMF_AMP_HIGH 12812.0
+
+enum obj_type { OBJ_CHANNEL = 1, OBJ_BRIDGE = 2, OBJ_PLAYER = 3, OBJ_RECORDER = 4, OBJ_SOUND = 5 };
+enum chan_kind { CH_RTP = 1, CH_PCM = 2 };
+enum epoll_tag { TAG_TIMER = 1, TAG_CMD = 2, TAG_RTP = 3, TAG_RTCP = 4, TAG_PCM = 5 };
+
+#define ID_TYPE(id) ((int)((id) >> ID_TYPE_SHIFT))
+
+/* Wrap-around safe comparisons. */
+#define SEQ_LT(a, b) ((int16_t)((uint16_t)(a) - (uint16_t)(b)) < 0)
+
+typedef struct {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} paddr_t;
+
+typedef struct table {
+    void **slot;
+    uint16_t *gen;
+    int cap;
+    int used;       /* slots ever handed out (high-water mark) */
+    int *free_list;
+    int n_free;
+} table_t;
+
+struct pbx_engine;
+struct bridge;
+struct player;
+struct recorder;
+
+/* Where a channel's output packets come from, so SSRC/seq/ts stay continuous. */
+typedef struct {
+    uint32_t ssrc;
+    uint16_t next_seq;          /* sequence number of the next packet we send */
+    uint32_t last_ts;           /* timestamp of the last packet sent */
+    int64_t last_ts_us;         /* when that timestamp's first sample was "now" */
+    int started;
+    const void *src;            /* relay source (partner channel) or NULL = local audio */
+    uint32_t src_ssrc;
+    uint16_t seq_off;
+    uint32_t ts_off;
+    int marker;                 /* set the M bit on the next packet */
+} outstate_t;
+
+typedef struct {
+    char digit;
+    int ms;
+} dtmf_req_t;
+
+typedef struct chan {
+    uint32_t id;
+    int kind;
+    int active_idx;
+    struct pbx_engine *e;
+
+    /* RTP */
+    int fd, rtcp_fd, port;
+    paddr_t local;
+    paddr_t sdp;                /* the address in the SDP */
+    int have_sdp;
+    paddr_t dest;               /* where we send now */
+    int have_dest;
+    paddr_t sig;                /* IP of the signalling peer (port unused) */
+    int have_sig;
+    paddr_t cand;               /* a source waiting to be adopted */
+    uint32_t cand_ssrc;
+    uint16_t cand_seq;
+    int cand_count;
+    int pt, te_pt, direction, timeout_ms, inband_cfg;
+    int64_t last_rx_us;
+    int timed_out;
+    uint32_t rx_ssrc;           /* SSRC of the audio going into the jitter buffer */
+    int have_rx_ssrc;
+    int configured;
+
+    /* RFC 4733 receive */
+    struct {
+        int active;
+        uint32_t ts;
+        int event;
+        int duration;
+        int64_t last_us;
+        int done_valid;
+        uint32_t done_ts;
+    } evrx;
+
+    /* decode path */
+    pbx_jb_t *jb;
+    int decoding;
+    int16_t in[MAX_TICK];       /* what the far end said this tick */
+    int16_t out[MAX_TICK];      /* what we sent it this tick */
+    int out_valid;
+    pbx_dtmf_det_t *det;
+    int det_on;
+
+    outstate_t os;
+
+    /* DTMF send */
+    dtmf_req_t dq[DTMF_QUEUE];
+    int dq_head, dq_len;
+    struct {
+        int active;             /* 1 = RFC 4733 event, 2 = in-band tone, 3 = inter-digit gap */
+        char digit;
+        int total;              /* samples */
+        int elapsed;            /* samples */
+        uint32_t ts;
+        int end_left;           /* end packets still to send */
+        double ph1, ph2, w1, w2;
+        int gap_left;
+    } dtx;
+
+    /* topology */
+    struct bridge *br;
+    int mode;
+    uint32_t whisper_to;
+    struct player *players;     /* players whose target is this channel */
+    int n_taps;                 /* recorders on this channel */
+    int16_t play[MAX_TICK];     /* sum of its players this tick */
+    int has_play;
+
+    /* flood control */
+    int tick_pkts;
+    int paused;
+
+    /* PCM fd */
+    int pcm_fd, pcm_format, dle;
+    pbx_dle_state_t dle_st;
+    uint8_t carry;
+    int have_carry;
+    int16_t acc[MAX_TICK];
+    int acc_n;
+    uint16_t pseq;
+    uint32_t pts;
+    uint8_t *txbuf;
+    int tx_len, tx_cap;
+    int dead;
+
+    pbx_channel_stats_t st;
+} chan_t;
+
+typedef struct bridge {
+    uint32_t id;
+    int active_idx;
+    chan_t *m[MAX_MEMBERS];
+    int n;
+    int relay;
+    struct player *players;
+    int n_taps;
+    int16_t play[MAX_TICK];
+    int has_play;
+} bridge_t;
+
+typedef struct sound {
+    uint32_t id;
+    int refs;                   /* the caller's handle + players using it */
+    int16_t *pcm;
+    size_t n;
+} sound_t;
+
+typedef struct player {
+    uint32_t id;
+    int active_idx;
+    int is_tone;
+    sound_t *snd;
+    size_t pos;
+    int loop;
+    float gain;
+    pbx_tone_t tone;
+    double ph1, ph2, w1, w2, amp;
+    int seg, seg_pos, total_pos;
+    chan_t *tch;
+    bridge_t *tbr;
+    struct player *next;
+    int16_t frame[MAX_TICK];
+    int finished;
+} player_t;
+
+typedef struct recorder {
+    /* engine-thread fields */
+    uint32_t id;
+    int active_idx;
+    chan_t *sch;
+    bridge_t *sbr;
+    int stereo;
+    uint32_t left[8];
+    int n_left;
+    /* shared with the writer thread: under e->wr_mu */
+    uint8_t *ring;
+    size_t cap, head, fill;
+    uint64_t overruns;
+    int stopping;               /* engine detached; writer finishes the file */
+    int failed;                 /* errno of the writer's failure */
+    /* writer-thread fields */
+    int fd;
+    uint64_t data_bytes;
+    int64_t last_sync_us;
+    int sync_interval_ms;
+    int channels;
+    int closed;
+    struct recorder *wnext;
+} recorder_t;
+
+typedef struct cmd {
+    int (*fn)(struct pbx_engine *e, void *arg);
+    void *arg;
+    int rc;
+    int done;
+    struct cmd *next;
+} cmd_t;
+
+struct pbx_engine {
+    pbx_engine_params_t p;
+    char bind_ip[64];
+    int tick_samples;
+    int64_t tick_us;
+
+    pthread_t thread;
+    int thread_started;
+    int epfd, timerfd, cmd_efd, ev_efd;
+    int stop;
+
+    /* commands (any thread) */
+    pthread_mutex_t cmd_mu;
+    pthread_cond_t cmd_cv;
+    cmd_t *cmd_head, *cmd_tail;
+    int accepting;
+
+    /* events (engine thread -> any thread) */
+    pthread_mutex_t ev_mu;
+    pbx_event_t *evq;
+    int ev_head, ev_len;
+
+    /* ports (any thread) */
+    pthread_mutex_t port_mu;
+    uint8_t *port_used;
+    int port_cursor;
+
+    table_t channels, bridges, players, recorders, sounds;
+    chan_t **ach;
+    int n_ach;
+    bridge_t **abr;
+    int n_abr;
+    player_t **apl;
+    int n_apl;
+    recorder_t **arec;
+    int n_arec;
+
+    /* receive/send batches */
+    struct mmsghdr rx_msgs[RX_BATCH];
+    struct iovec rx_iov[RX_BATCH];
+    struct sockaddr_storage rx_addr[RX_BATCH];
+    uint8_t rx_buf[RX_BATCH][PKT_BUF];
+    struct mmsghdr tx_msgs[RX_BATCH];
+    struct iovec tx_iov[RX_BATCH];
+    uint8_t pkt[PKT_BUF];
+    int16_t scratch[MAX_FRAME];
+    int32_t acc[MAX_TICK];
+
+    /* recording writer */
+    pthread_mutex_t wr_mu;
+    pthread_cond_t wr_cv;
+    pthread_t wr_thread;
+    int wr_started;
+    int wr_quit;
+    recorder_t *wr_list;
+    uint8_t *wr_buf;
+    size_t wr_buf_cap;
+
+    pbx_engine_stats_t stats;
+    int64_t now_us;
+};
+
+typedef struct pbx_engine engine_t;
+
+/* engine.c */
+int64_t pbx__now_us(void);
+void pbx__post(engine_t *e, const pbx_event_t *ev);
+void pbx__post_simple(engine_t *e, int type, uint32_t id, int code, int value);
+uint32_t pbx__table_add(table_t *t, int type, void *obj);
+void *pbx__table_get(const table_t *t, int type, uint32_t id);
+void pbx__table_del(table_t *t, uint32_t id);
+void pbx__active_add(void ***arr, int *n, void *obj, int *idx);
+void pbx__active_del(void **arr, int *n, int idx, size_t idx_offset);
+int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg);
+void pbx__release_port(engine_t *e, int port);
+int pbx__epoll_set(engine_t *e, int fd, int tag, uint32_t id, int on);
+
+/* channel.c */
+void pbx__chan_rx_rtp(engine_t *e, chan_t *ch);
+void pbx__chan_rx_rtcp(engine_t *e, chan_t *ch);
+void pbx__chan_rx_pcm(engine_t *e, chan_t *ch);
+void pbx__chan_tick_input(engine_t *e, chan_t *ch);
+void pbx__chan_output(engine_t *e, chan_t *ch, const int16_t *pcm);
+void pbx__chan_tick_dtmf(engine_t *e, chan_t *ch);
+void pbx__chan_update_decoding(engine_t *e, chan_t *ch);
+void pbx__chan_free(engine_t *e, chan_t *ch);
+int pbx__chan_needs_local_output(const chan_t *ch);
+void pbx__chan_dtmf_received(engine_t *e, chan_t *ch, char digit, int ms, int source);
+void pbx__chan_queue_dtmf(chan_t *ch, char digit, int ms);
+
+/* bridge.c */
+void pbx__bridge_update(engine_t *e, bridge_t *br);
+void pbx__bridge_tick(engine_t *e, bridge_t *br);
+void pbx__bridge_detach(engine_t *e, chan_t *ch);
+void pbx__bridge_free_all(engine_t *e);
+
+/* player.c */
+void pbx__players_tick(engine_t *e);
+void pbx__players_reap(engine_t *e);
+void pbx__player_end(engine_t *e, player_t *p, int reason);
+void pbx__players_free_all(engine_t *e);
+void pbx__sounds_free_all(engine_t *e);
+
+/* recorder.c */
+void pbx__recorders_tick(engine_t *e);
+void pbx__recorder_detach(engine_t *e, recorder_t *r);
+void pbx__recorders_stop_all(engine_t *e);
+void pbx__writer_shutdown(engine_t *e);
+
+/* g711.c */
+void pbx__g711_transcode(uint8_t *p, int n, int to_alaw);
+
+/* wav.c */
+void pbx__wav_header(uint8_t out[44], int channels, int rate, uint32_t data_bytes);
+
+#endif

@@ -1,0 +1,395 @@
+/*
+ * Recorders and their writer thread.
+ *
+ * The engine thread appends each tick's frames to the recorder's ring under wr_mu (a
+ * memcpy, never a system call). The writer thread drains the rings in large writes,
+ * rewrites the header and fdatasync()s at least every sync_interval_ms, so a power cut
+ * loses at most about that much. A full ring drops audio (counted), never blocks.
+ * Write errors (ENOSPC, EIO, EFBIG) end the recording with PBX_EV_RECORDER_ERROR; the
+ * call goes on.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+#define WRITE_CHUNK (32 * 1024)
+#define WR_BUF (256 * 1024)
+
+void pbx_recorder_params_default(pbx_recorder_params_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->path = NULL;
+    p->stereo = 1;
+    p->n_left = 0;
+    p->sync_interval_ms = 1000;
+    p->buffer_ms = 4000;
+}
+
+/* ---- writer thread ---- */
+
+static int write_all(int fd, const uint8_t *b, size_t n, size_t *done)
+{
+    *done = 0;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        b += w;
+        n -= (size_t)w;
+        *done += (size_t)w;
+    }
+    return 0;
+}
+
+static int write_header(recorder_t *r)
+{
+    uint8_t h[44];
+    uint32_t data = (uint32_t)(r->data_bytes > 0xFFFFFF00u ? 0xFFFFFF00u : r->data_bytes);
+    data -= data % (uint32_t)(2 * r->channels);
+    pbx__wav_header(h, r->channels, 8000, data);
+    for (size_t off = 0; off < sizeof(h);) {
+        ssize_t w = pwrite(r->fd, h + off, sizeof(h) - off, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+static void post_end(engine_t *e, recorder_t *r, int type, int err)
+{
+    pbx_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.id = r->id;
+    ev.code = err;
+    ev.samples = r->data_bytes / (uint64_t)(2 * r->channels);
+    pbx__post(e, &ev);
+}
+
+/* Called without wr_mu. */
+static void writer_fail(engine_t *e, recorder_t *r, int err)
+{
+    write_header(r);
+    close(r->fd);
+    r->fd = -1;
+    post_end(e, r, PBX_EV_RECORDER_ERROR, err);
+}
+
+static void *writer_main(void *arg)
+{
+    engine_t *e = arg;
+    pthread_mutex_lock(&e->wr_mu);
+    for (;;) {
+        int64_t now = pbx__now_us();
+        recorder_t **pp = &e->wr_list;
+        while (*pp) {
+            recorder_t *r = *pp;
+            if (r->closed) {
+                if (r->stopping) {
+                    *pp = r->wnext;
+                    free(r->ring);
+                    free(r);
+                } else {
+                    r->fill = 0;
+                    pp = &r->wnext;
+                }
+                continue;
+            }
+            int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
+            int err = 0;
+            while (!err && r->fill > 0 && (r->fill >= WRITE_CHUNK || sync_due || r->stopping)) {
+                size_t n = r->fill < e->wr_buf_cap ? r->fill : e->wr_buf_cap;
+                size_t tail = (r->head + r->cap - r->fill) % r->cap;
+                size_t first = r->cap - tail < n ? r->cap - tail : n;
+                memcpy(e->wr_buf, r->ring + tail, first);
+                memcpy(e->wr_buf + first, r->ring, n - first);
+                r->fill -= n;
+                pthread_mutex_unlock(&e->wr_mu);
+                size_t done;
+                err = write_all(r->fd, e->wr_buf, n, &done);
+                pthread_mutex_lock(&e->wr_mu);
+                r->data_bytes += done;
+            }
+            if (!err && (sync_due || r->stopping)) {
+                pthread_mutex_unlock(&e->wr_mu);
+                err = write_header(r);
+                if (!err && fdatasync(r->fd) < 0 && errno != EINVAL)
+                    err = errno;
+                pthread_mutex_lock(&e->wr_mu);
+                r->last_sync_us = now;
+            }
+            if (err) {
+                r->failed = err;
+                pthread_mutex_unlock(&e->wr_mu);
+                writer_fail(e, r, err);
+                pthread_mutex_lock(&e->wr_mu);
+                r->closed = 1;
+                continue;
+            }
+            if (r->stopping) {
+                pthread_mutex_unlock(&e->wr_mu);
+                close(r->fd);
+                r->fd = -1;
+                post_end(e, r, PBX_EV_RECORDER_STOPPED, 0);
+                pthread_mutex_lock(&e->wr_mu);
+                r->closed = 1;
+                continue;
+            }
+            pp = &r->wnext;
+        }
+        if (e->wr_quit && !e->wr_list)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->wr_cv, &e->wr_mu, &ts);
+    }
+    pthread_mutex_unlock(&e->wr_mu);
+    return NULL;
+}
+
+void pbx__writer_shutdown(engine_t *e)
+{
+    if (!e->wr_started)
+        return;
+    pthread_mutex_lock(&e->wr_mu);
+    e->wr_quit = 1;
+    pthread_cond_signal(&e->wr_cv);
+    pthread_mutex_unlock(&e->wr_mu);
+    pthread_join(e->wr_thread, NULL);
+    e->wr_started = 0;
+}
+
+/* ---- engine side ---- */
+
+static void update_taps(engine_t *e, recorder_t *r, int delta)
+{
+    if (r->sch) {
+        r->sch->n_taps += delta;
+        if (r->sch->br)
+            pbx__bridge_update(e, r->sch->br);
+        else
+            pbx__chan_update_decoding(e, r->sch);
+    } else if (r->sbr) {
+        r->sbr->n_taps += delta;
+        pbx__bridge_update(e, r->sbr);
+    }
+}
+
+/* Engine thread: stop feeding r and hand it to the writer to finish (or free). */
+void pbx__recorder_detach(engine_t *e, recorder_t *r)
+{
+    update_taps(e, r, -1);
+    pbx__table_del(&e->recorders, r->id);
+    pbx__active_del((void **)e->arec, &e->n_arec, r->active_idx, offsetof(recorder_t, active_idx));
+    pthread_mutex_lock(&e->wr_mu);
+    r->stopping = 1;
+    pthread_cond_signal(&e->wr_cv);
+    pthread_mutex_unlock(&e->wr_mu);
+}
+
+void pbx__recorders_stop_all(engine_t *e)
+{
+    while (e->n_arec > 0)
+        pbx__recorder_detach(e, e->arec[e->n_arec - 1]);
+}
+
+static int is_left(const recorder_t *r, uint32_t id)
+{
+    for (int i = 0; i < r->n_left; i++)
+        if (r->left[i] == id)
+            return 1;
+    return 0;
+}
+
+static inline int16_t sat16(int32_t v)
+{
+    return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
+}
+
+void pbx__recorders_tick(engine_t *e)
+{
+    int n = e->tick_samples;
+    for (int k = e->n_arec - 1; k >= 0; k--) {
+        recorder_t *r = e->arec[k];
+        int32_t l[MAX_TICK], rt[MAX_TICK];
+        memset(l, 0, sizeof(l));
+        memset(rt, 0, sizeof(rt));
+        if (r->sch) {
+            chan_t *ch = r->sch;
+            for (int i = 0; i < n; i++) {
+                l[i] = ch->decoding ? ch->in[i] : 0;
+                rt[i] = ch->out_valid ? ch->out[i] : 0;
+            }
+        } else {
+            bridge_t *br = r->sbr;
+            for (int m = 0; m < br->n; m++) {
+                chan_t *ch = br->m[m];
+                int32_t *dst = (r->stereo && is_left(r, ch->id)) ? l : rt;
+                for (int i = 0; i < n; i++)
+                    dst[i] += ch->in[i];
+            }
+            if (br->has_play)
+                for (int i = 0; i < n; i++)
+                    rt[i] += br->play[i];
+        }
+        uint8_t frame[MAX_TICK * 4];
+        size_t bytes;
+        if (r->stereo) {
+            for (int i = 0; i < n; i++) {
+                int16_t a = sat16(l[i]), b = sat16(rt[i]);
+                frame[4 * i] = (uint8_t)a;
+                frame[4 * i + 1] = (uint8_t)((uint16_t)a >> 8);
+                frame[4 * i + 2] = (uint8_t)b;
+                frame[4 * i + 3] = (uint8_t)((uint16_t)b >> 8);
+            }
+            bytes = (size_t)n * 4;
+        } else {
+            for (int i = 0; i < n; i++) {
+                int16_t a = sat16(l[i] + rt[i]);
+                frame[2 * i] = (uint8_t)a;
+                frame[2 * i + 1] = (uint8_t)((uint16_t)a >> 8);
+            }
+            bytes = (size_t)n * 2;
+        }
+        pthread_mutex_lock(&e->wr_mu);
+        int failed = r->failed;
+        if (!failed) {
+            if (r->fill + bytes > r->cap) {
+                r->overruns++;
+            } else {
+                size_t first = r->cap - r->head < bytes ? r->cap - r->head : bytes;
+                memcpy(r->ring + r->head, frame, first);
+                memcpy(r->ring, frame + first, bytes - first);
+                r->head = (r->head + bytes) % r->cap;
+                r->fill += bytes;
+            }
+            if (r->fill >= WRITE_CHUNK)
+                pthread_cond_signal(&e->wr_cv);
+        }
+        pthread_mutex_unlock(&e->wr_mu);
+        if (failed)
+            pbx__recorder_detach(e, r);
+    }
+}
+
+typedef struct {
+    recorder_t *r;
+    uint32_t source;
+    uint32_t id;
+} rec_arg_t;
+
+static int cmd_create(engine_t *e, void *arg)
+{
+    rec_arg_t *a = arg;
+    recorder_t *r = a->r;
+    if (ID_TYPE(a->source) == OBJ_CHANNEL)
+        r->sch = pbx__table_get(&e->channels, OBJ_CHANNEL, a->source);
+    else if (ID_TYPE(a->source) == OBJ_BRIDGE)
+        r->sbr = pbx__table_get(&e->bridges, OBJ_BRIDGE, a->source);
+    if (!r->sch && !r->sbr)
+        return PBX_ENOTFOUND;
+    if (!e->wr_started) {
+        if (!e->wr_buf) {
+            e->wr_buf = malloc(WR_BUF);
+            if (!e->wr_buf)
+                return PBX_ENOMEM;
+            e->wr_buf_cap = WR_BUF;
+        }
+        if (pthread_create(&e->wr_thread, NULL, writer_main, e) != 0)
+            return PBX_EIO;
+        e->wr_started = 1;
+    }
+    uint32_t id = pbx__table_add(&e->recorders, OBJ_RECORDER, r);
+    if (!id)
+        return PBX_EFULL;
+    r->id = id;
+    pbx__active_add((void ***)&e->arec, &e->n_arec, r, &r->active_idx);
+    update_taps(e, r, +1);
+    r->last_sync_us = pbx__now_us();
+    pthread_mutex_lock(&e->wr_mu);
+    r->wnext = e->wr_list;
+    e->wr_list = r;
+    pthread_mutex_unlock(&e->wr_mu);
+    a->id = id;
+    return PBX_OK;
+}
+
+int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id)
+{
+    if (!e || !p || !id || !p->path || !p->path[0] || p->n_left < 0 || p->n_left > 8 ||
+        p->sync_interval_ms < 50 || p->sync_interval_ms > 1000 || p->buffer_ms < 200 || p->buffer_ms > 60000)
+        return PBX_EINVAL;
+    recorder_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return PBX_ENOMEM;
+    r->stereo = p->stereo ? 1 : 0;
+    r->channels = r->stereo ? 2 : 1;
+    r->n_left = p->n_left;
+    memcpy(r->left, p->left, sizeof(r->left));
+    r->sync_interval_ms = p->sync_interval_ms;
+    r->cap = (size_t)p->buffer_ms * 8 * 2 * (size_t)r->channels;
+    r->ring = malloc(r->cap);
+    if (!r->ring) {
+        free(r);
+        return PBX_ENOMEM;
+    }
+    r->fd = open(p->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (r->fd < 0) {
+        int err = errno;
+        free(r->ring);
+        free(r);
+        return err == ENOSPC ? PBX_ENOSPC : (err == ENOENT || err == ENOTDIR ? PBX_ENOTFOUND : PBX_EIO);
+    }
+    uint8_t h[44];
+    pbx__wav_header(h, r->channels, 8000, 0);
+    size_t done;
+    int err = write_all(r->fd, h, sizeof(h), &done);
+    int rc = err ? (err == ENOSPC ? PBX_ENOSPC : PBX_EIO) : PBX_OK;
+    rec_arg_t a = {r, source, 0};
+    if (rc == PBX_OK)
+        rc = pbx__run_cmd(e, cmd_create, &a);
+    if (rc != PBX_OK) {
+        close(r->fd);
+        unlink(p->path);
+        free(r->ring);
+        free(r);
+        return rc;
+    }
+    *id = a.id;
+    return PBX_OK;
+}
+
+static int cmd_stop(engine_t *e, void *arg)
+{
+    recorder_t *r = pbx__table_get(&e->recorders, OBJ_RECORDER, *(uint32_t *)arg);
+    if (!r)
+        return PBX_ENOTFOUND;
+    pbx__recorder_detach(e, r);
+    return PBX_OK;
+}
+
+int pbx_recorder_stop(pbx_engine_t *e, uint32_t id)
+{
+    return pbx__run_cmd(e, cmd_stop, &id);
+}
