@@ -311,8 +311,10 @@ int pbx_recorder_stop(pbx_engine_t *e, uint32_t id);
  * the next real samples). Sequence numbers and timestamps wrap safely; a timestamp jump
  * or a new source resynchronises the buffer without playing stale audio.
  *
- * Delays: current_delay_ms is the audio a packet finds queued ahead of it when it arrives
- * (averaged), target_delay_ms the value the buffer steers that to.
+ * Delays: current_delay_ms is how long a packet's first sample waits after the packet
+ * arrived (averaged over the last ~10 s; the wait for the caller's next get comes on top),
+ * target_delay_ms the value the buffer steers that to. Call pbx_jb_get() at the playout
+ * rate: the nominal playout clock is the number of samples pulled.
  */
 typedef struct pbx_jb pbx_jb_t;
 typedef struct {
@@ -342,12 +344,12 @@ typedef struct {
     uint64_t reordered;     /**< packets that arrived after a higher sequence number */
     uint64_t concealed_samples;   /**< output samples made up for missing audio */
     uint64_t played_samples;      /**< output samples of received audio (time-scaled included) */
-    uint64_t silence_samples;     /**< output silence: before the first packet, pauses, stream end */
+    uint64_t silence_samples;     /**< output silence: before the first packet, pauses (> 60 ms without audio), stream end */
     uint64_t dropped_samples_drift;   /**< input samples removed by time-scaling (drift, delay down) */
     uint64_t inserted_samples_drift;  /**< output samples added by time-scaling (drift, delay up) */
-    uint64_t overflow_dropped_samples;/**< received samples discarded to stay within max_delay_ms */
+    uint64_t overflow_dropped_samples;/**< received samples discarded: over max_delay_ms, or the reader stalled */
     uint64_t resyncs;       /**< timeline restarts (timestamp jump, new source) */
-    int current_delay_ms;   /**< queued audio ahead of an arriving packet, averaged (ms) */
+    int current_delay_ms;   /**< wait of a packet's first sample after arrival, averaged (ms) */
     int target_delay_ms;    /**< what current_delay_ms is steered to (ms) */
     int buffered_ms;        /**< audio held right now ahead of the play point (ms) */
     int playing;            /**< 1 once a stream is being played (0 before the first packet / after reset) */
