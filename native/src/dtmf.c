@@ -52,6 +52,9 @@ struct pbx_dtmf_det {
     char digit;              /* digit being heard, 0 = none */
     uint64_t digit_start, digit_last_end;
     int misses;
+    uint64_t tail;           /* part of the first missed block the tone still covered */
+    char prev_cand;          /* strongest pair of the previous block, and its fill */
+    double prev_fill;
     double min_tone_power;   /* per-sample power of the weakest acceptable tone */
 };
 
@@ -94,6 +97,10 @@ void pbx_dtmf_det_reset(pbx_dtmf_det_t *d)
     d->hits = 0;
     d->digit = 0;
     d->misses = 0;
+    d->tail = 0;
+    d->prev_cand = 0;
+    d->prev_fill = 0;
+    d->first_hit_start = 0;
 }
 
 char pbx_dtmf_det_current(const pbx_dtmf_det_t *d)
@@ -111,10 +118,12 @@ static double window_gain(double delta_hz)
     return g < 0.3 ? 0.3 : g;
 }
 
-/* Analyse the finished block: the digit it carries, or 0. */
-static char classify(pbx_dtmf_det_t *d)
+/* Analyse the finished block: the digit it carries, or 0. *cand is the digit of the
+ * strongest row/column pair and *fill the share of the block's energy it holds (about
+ * the fraction of the block the tone covers), computed even when the block fails. */
+static char classify(pbx_dtmf_det_t *d, char *cand, double *fill_out)
 {
-    double e[NFREQ], off[NFREQ];
+    double e[NFREQ];
     for (int k = 0; k < NFREQ; k++) {
         double re = (double)d->ar[k] + d->br[k], im = (double)d->ai[k] + d->bi[k];
         e[k] = re * re + im * im;
@@ -124,31 +133,33 @@ static char classify(pbx_dtmf_det_t *d)
         if (e[k] > e[r]) r = k;
     for (int k = 5; k < 8; k++)
         if (e[k] > e[c]) c = k;
+    *cand = keypad[r][c - 4];
+    *fill_out = 0;
     if (d->energy <= 0)
         return 0;
     int sel[2] = {r, c};
-    double power[2];
+    double power[2], off[2];
     for (int i = 0; i < 2; i++) {
         int k = sel[i];
         /* b * conj(a): the phase advance over HALF samples. */
         double pr = (double)d->br[k] * d->ar[k] + (double)d->bi[k] * d->ai[k];
         double pi = (double)d->bi[k] * d->ar[k] - (double)d->br[k] * d->ai[k];
-        off[k] = atan2(pi, pr) / HALF * 8000.0 / (2.0 * M_PI);
-        if (fabs(off[k]) > OFFSET_MAX * freqs[k])
-            return 0;
-        double g = window_gain(off[k]);
+        off[i] = atan2(pi, pr) / HALF * 8000.0 / (2.0 * M_PI);
+        double g = window_gain(off[i]);
         /* tone power per sample = 2|X|^2 / N^2, corrected for the off-bin loss */
         power[i] = 2.0 * e[k] / ((double)BLOCK * BLOCK) / (g * g);
-        if (power[i] < d->min_tone_power)
-            return 0;
     }
+    double fill = (power[0] + power[1]) * BLOCK / d->energy;
+    *fill_out = fill > 1.0 ? 1.0 : fill;
+    for (int i = 0; i < 2; i++)
+        if (fabs(off[i]) > OFFSET_MAX * freqs[sel[i]] || power[i] < d->min_tone_power)
+            return 0;
     double twist_db = 10.0 * log10(power[1] / power[0]);
     if (twist_db > TWIST_MAX_DB || twist_db < -TWIST_MAX_DB)
         return 0;
-    double fill = (power[0] + power[1]) * BLOCK / d->energy;
     if (fill < FILL_MIN)
         return 0;
-    return keypad[r][c - 4];
+    return *cand;
 }
 
 int pbx_dtmf_det_process(pbx_dtmf_det_t *d, const int16_t *pcm, int n, pbx_dtmf_digit_t *out, int max)
@@ -172,37 +183,50 @@ int pbx_dtmf_det_process(pbx_dtmf_det_t *d, const int16_t *pcm, int n, pbx_dtmf_
         if (++d->pos < BLOCK)
             continue;
 
-        char hit = classify(d);
+        char cand;
+        double fill;
+        char hit = classify(d, &cand, &fill);
         uint64_t bstart = d->block_start, bend = d->block_start + BLOCK;
         if (hit && hit == d->last_hit) {
             d->hits++;
         } else {
             d->hits = hit ? 1 : 0;
-            if (hit)
+            if (hit) {
+                /* the tone may have begun inside the previous block: count that part */
                 d->first_hit_start = bstart;
+                if (d->prev_cand == hit)
+                    d->first_hit_start -= (uint64_t)(d->prev_fill * BLOCK + 0.5);
+            }
         }
         d->last_hit = hit;
         if (d->digit) {
             if (hit == d->digit) {
                 d->misses = 0;
                 d->digit_last_end = bend;
-            } else if (++d->misses >= END_MISSES) {
-                if (found < max) {
-                    out[found].digit = d->digit;
-                    out[found].duration_ms = (int)((d->digit_last_end - d->digit_start) / 8);
-                    out[found].start_sample = d->digit_start;
-                    found++;
+                d->tail = 0;
+            } else {
+                if (d->misses == 0 && cand == d->digit)
+                    d->tail = (uint64_t)(fill * BLOCK + 0.5);
+                if (++d->misses >= END_MISSES) {
+                    if (found < max) {
+                        out[found].digit = d->digit;
+                        out[found].duration_ms = (int)((d->digit_last_end + d->tail - d->digit_start) / 8);
+                        out[found].start_sample = d->digit_start;
+                        found++;
+                    }
+                    d->digit = 0;
+                    d->misses = 0;
                 }
-                d->digit = 0;
-                d->misses = 0;
-                /* a different digit already counting its hits may start right away */
             }
         }
         if (!d->digit && hit && d->hits >= START_HITS && d->misses == 0) {
             d->digit = hit;
             d->digit_start = d->first_hit_start;
             d->digit_last_end = bend;
+            d->tail = 0;
         }
+        d->prev_cand = cand;
+        d->prev_fill = fill;
         d->block_start = bend;
         d->pos = 0;
         d->energy = 0;
