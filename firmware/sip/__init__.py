@@ -4,6 +4,7 @@
 injected clock, ``dialog`` keeps dialog state, ``auth`` does digest authentication and ``sdp``
 offer/answer. The only I/O lives in :mod:`firmware.aio.sip_transport`.
 """
+from .auth import AuthResult, DigestClient, DigestServer, PasswordCredentials
 from .errors import (AuthError, DialogError, LocalProtocolError, RemoteProtocolError, SdpError,
                      SipError, SipParseError, StatusCode, TransactionError, reason_phrase)
 from .events import (AckReceived, AckTimeout, Addr, CancelReceived, MessageRejected,
@@ -18,7 +19,7 @@ from .transaction import ClientTransaction, ServerTransaction, Timers, Transacti
 from .uri import AbsoluteUri, Address, SipUri, parse_uri
 
 __all__ = [
-    "AbsoluteUri", "AckReceived", "AckTimeout", "Addr", "Address", "AuthError", "CSeq",
+    "AbsoluteUri", "AckReceived", "AuthResult", "DigestClient", "DigestServer", "PasswordCredentials", "AckTimeout", "Addr", "Address", "AuthError", "CSeq",
     "CancelReceived", "ClientTransaction", "Credentials", "DialogError", "Event", "Headers",
     "KeepAlive", "LocalProtocolError", "MessageRejected", "Reason", "RemoteProtocolError",
     "Replaces", "RequestReceived", "ResponseReceived", "SdpError", "ServerTransaction",
