@@ -22,8 +22,9 @@ SETUP_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 @functools.lru_cache(maxsize=1)
 def _zones() -> tuple[str, ...]:
-    return tuple(sorted(z for z in zoneinfo.available_timezones()
-                        if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))) + ("UTC",))
+    zones = sorted(z for z in zoneinfo.available_timezones()
+                   if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/")))
+    return tuple(zones) + ("UTC",)
 
 
 class Box:

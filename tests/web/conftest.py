@@ -212,7 +212,11 @@ class Client:
 
 @pytest.fixture
 def make_client(aiohttp_client, box: Box):
-    async def make(options: WebOptions | None = None, clock: Any = time.time) -> Client:
+    async def make(options: WebOptions | None = None, clock: Any = time.time, *,
+                   same_as: Client | None = None) -> Client:
+        """A client of a new app, or (same_as) another browser on the same running app."""
+        if same_as is not None:
+            return Client(await aiohttp_client(same_as.c.server))
         app = create_app(box.api, options=options or WebOptions(print_setup_code=False), clock=clock)
         return Client(await aiohttp_client(app))
     return make

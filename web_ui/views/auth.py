@@ -300,3 +300,126 @@ async def setup_submit(request: web.Request) -> web.Response:
     s.lang = form.values["language"]
     c.new_cookie = token
     raise web.HTTPSeeOther("/setup/extensions")
+
+
+def _steps(t, current: int) -> Markup:
+    names = ("setup.step_admin", "setup.step_extensions", "setup.step_trunk")
+    return fmt('<ol class="steps">{}</ol>', join(fmt("<li{}>{}</li>", Markup(' aria-current="step"') if i == current else "",
+                                                     t(k)) for i, k in enumerate(names)))
+
+
+EXT_ROWS = 4
+
+
+def _ext_page(request: web.Request, form: Form, created: list[tuple[str, str, str]], status: int = 200) -> web.Response:
+    t = ctx(request).t
+    rows = join(fmt('<div class="row">{}{}</div>',
+                    input_field(t, form, f"number{i}", t("field.number"), inputmode="numeric", maxlength=8),
+                    input_field(t, form, f"name{i}", t("field.name"), maxlength=40)) for i in range(EXT_ROWS))
+    done = Markup("")
+    if created:
+        done = fmt('<div class="flash ok" role="status"><p>{}</p>{}</div>', t("settings.softphone_hint"),
+                   table([t("field.number"), t("field.name"), t("field.password")],
+                         [fmt('<tr><td>{}</td><td>{}</td><td><code class="secret">{}</code></td></tr>', n, nm, pw)
+                          for n, nm, pw in created]))
+    body = fmt('<div class="card narrow">{}<p>{}</p></div>{}'
+               '<form method="post" action="/setup/extensions" class="card narrow" novalidate>{}{}{}'
+               '<div class="actions"><button type="submit" class="primary">{}</button>'
+               '<a class="button" href="/setup/trunk">{}</a></div></form>',
+               _steps(t, 1), t("setup.ext_intro"), done, csrf_field(request), form_errors_summary(t, form), rows,
+               t("form.add"), t("setup.next"))
+    return page(request, t("setup.ext_title"), body, status=status, body_class="auth")
+
+
+@routes.get("/setup/extensions")
+@access("admin")
+async def setup_extensions(request: web.Request) -> web.Response:
+    return _ext_page(request, Form(), [])
+
+
+@routes.post("/setup/extensions")
+@access("admin")
+async def setup_extensions_add(request: web.Request) -> web.Response:
+    from firmware.store.config_store import ConfigValidationError
+
+    data = await request.post()
+    box = request.app[BOX]
+    form = Form({k: str(v).strip() for k, v in data.items() if k != "_csrf"})
+    wanted = [(i, form.values.get(f"number{i}", ""), form.values.get(f"name{i}", "")) for i in range(EXT_ROWS)]
+    wanted = [w for w in wanted if w[1] or w[2]]
+    for i, number, name in wanted:
+        if not number:
+            form.error(f"number{i}", "form.required")
+        else:
+            errors = box.config.validate("extension", {"number": number, "name": name})
+            for k, msg in errors.items():
+                form.error(f"number{i}" if k in ("number", "_") else f"name{i}", msg)
+    numbers = [w[1] for w in wanted]
+    for i, number, _ in wanted:
+        if number and numbers.count(number) > 1:
+            form.error(f"number{i}", "form.duplicate")
+    if not form.ok:
+        return _ext_page(request, form, [], 400)
+    created = []
+    for i, number, name in wanted:
+        try:
+            saved = box.config.create("extension", {"number": number, "name": name})
+        except ConfigValidationError as e:
+            form.error(f"number{i}", "; ".join(e.errors.values()))
+            continue
+        created.append((number, name, saved.generated_password or ""))
+    return _ext_page(request, Form(), created, 200 if form.ok else 400)
+
+
+def _trunk_page(request: web.Request, form: Form, status: int = 200) -> web.Response:
+    from firmware import config as fwconfig
+
+    t = ctx(request).t
+    types = [(x, t("choice." + x)) for x in fwconfig.TRUNK_TYPES]
+    models = [("", "–")] + [(m, m) for m in fwconfig.GSM_MODELS + fwconfig.FXO_MODELS]
+    body = fmt('<div class="card narrow">{}<p>{}</p></div>'
+               '<form method="post" action="/setup/trunk" class="card narrow" novalidate>{}{}{}{}'
+               '<fieldset><legend>{}</legend>{}{}</fieldset><fieldset><legend>{}</legend>{}{}{}</fieldset>'
+               '<div class="actions"><button type="submit" class="primary">{}</button><a class="button" href="/live">{}</a></div></form>',
+               _steps(t, 2), t("setup.trunk_intro"), csrf_field(request), form_errors_summary(t, form),
+               input_field(t, form, "name", t("field.name"), required=True),
+               input_field(t, form, "type", t("field.type"), options=types),
+               t("choice.gsm") + " / " + t("choice.fxo"),
+               input_field(t, form, "model", t("field.model"), options=models),
+               input_field(t, form, "device", t("field.device"), placeholder="/dev/ttyUSB2"),
+               t("choice.sip"),
+               input_field(t, form, "host", t("field.host")),
+               input_field(t, form, "username", t("field.username"), autocomplete="off"),
+               input_field(t, form, "password", t("field.password"), type="password", autocomplete="new-password"),
+               t("setup.finish"), t("setup.skip"))
+    return page(request, t("setup.trunk_title"), body, status=status, body_class="auth")
+
+
+@routes.get("/setup/trunk")
+@access("admin")
+async def setup_trunk(request: web.Request) -> web.Response:
+    return _trunk_page(request, Form({"name": "gsm1", "type": "gsm"}))
+
+
+@routes.post("/setup/trunk")
+@access("admin")
+async def setup_trunk_add(request: web.Request) -> web.Response:
+    from firmware.store.config_store import ConfigValidationError
+
+    data = await request.post()
+    form = Form({k: str(data.get(k, "")).strip() for k in ("name", "type", "model", "device", "host", "username")})
+    v = form.values
+    rec: dict = {"name": v["name"], "type": v["type"]}
+    if v["type"] == "sip":
+        rec.update({"host": v["host"], "username": v["username"], "password": str(data.get("password", "")),
+                    "register": bool(v["username"])})
+    else:
+        rec.update({"model": v["model"], "device": v["device"]})
+    try:
+        request.app[BOX].config.create("trunk", {k: x for k, x in rec.items() if x not in ("", None)})
+    except ConfigValidationError as e:
+        for k, msg in e.errors.items():
+            form.error(k if k in form.values else "name", msg)
+        return _trunk_page(request, form, 400)
+    flash(request, "setup.done")
+    raise web.HTTPSeeOther("/live")

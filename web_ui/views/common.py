@@ -80,6 +80,7 @@ def error_page(request: web.Request, status: int, *, csrf: bool = False,
 
     if request.get(CTX) is None:
         request[CTX] = RequestContext(t=Translator("en"))
+    t = ctx(request).t
     key = "csrf" if csrf else str(status) if status in (400, 401, 403, 404, 405, 413, 429) else "500"
     content = fmt('<div class="card"><p>{}</p><p><a href="/">{}</a></p></div>',
                   t(f"error.{key}.text"), t("error.home"))

@@ -94,12 +94,15 @@ def from_form(cls: type, data: Any, form: Form, prefix: str = "", *, creating: b
         if tp.startswith("tuple") and "item_choices" in meta:
             picked = [str(x) for x in data.getall(key, [])]
             form.values[key] = picked
-            if "highest_of" in meta and not picked:
+            if not picked and (tp.endswith("| None") or "highest_of" in meta):
+                out[f.name] = None
                 continue
-            out[f.name] = picked if not meta.get("highest_of") else picked
+            out[f.name] = picked
             continue
         raw = str(data.get(key, ""))
         form.values[key] = raw
+        if raw == "" and isinstance(f.default, str) and f.default:
+            continue
         if tp == "bool":
             out[f.name] = raw == "1"
         elif tp == "int":
