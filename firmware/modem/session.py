@@ -269,6 +269,7 @@ class ModemSession:
         self._post_call_running = False
         self._waiting_data_end = False
         self._analog_cid: dict[str, str] = {}
+        self._early_cid: tuple | None = None
 
     # ================================================================== I/O side
     def receive_data(self, data: bytes, now: float) -> None:
@@ -478,8 +479,9 @@ class ModemSession:
             self._end_proc(p, False, None, TypeError(f"procedure yielded {y!r}"))
 
     def _end_proc(self, p: _Proc, ok: bool, value: Any, err: BaseException | None) -> None:
-        if p in self._procs:
-            self._procs.remove(p)
+        if p not in self._procs:
+            return  # already ended by a shutdown (its result went out then)
+        self._procs.remove(p)
         if p.op:
             self._emit(OperationResult(p.op, ok, value, err, self._now))
         elif err is not None and not isinstance(err, ModemUnavailable):
@@ -593,8 +595,7 @@ class ModemSession:
             if self.profile.sms and not self._sweeping:
                 self._spawn(self._proc_sweep(), "sweep", op=False)
         if self._reset_deferred and self.call_state == CallState.IDLE:
-            reason, self._reset_deferred = self._reset_deferred, None
-            self._trip(reason, now)
+            self._run_deferred_reset(now)
 
     def _trip(self, reason: str, now: float) -> None:
         if self.resetting:
@@ -1018,6 +1019,12 @@ class ModemSession:
             self.call = _Call("in", first_ring=now)
             if self.profile.kind == "gsm":
                 self._clip_deadline = now + self.config.clip_wait
+            early, self._early_cid = self._early_cid, None
+            if early is not None and now - early[-1] <= 2.0:
+                self.call.rings = 1
+                self.call.last_ring = now
+                self._on_cid(*early[:-1], now)
+                self.call.rings = 0
         if self.call_state != CallState.RINGING or self.call is None:
             return
         self.call.rings += 1
@@ -1031,10 +1038,10 @@ class ModemSession:
     def _on_cid(self, number: str | None, ntype: int | None, validity: int, name: str | None,
                 date: str | None, time_: str | None, now: float) -> None:
         if self.call_state == CallState.IDLE:
-            # +CLIP ahead of RING (some firmware): the call starts here
-            self._on_ring(now)
-            if self.call is not None:
-                self.call.rings = max(0, self.call.rings - 1)
+            # +CLIP ahead of RING (some firmware): kept for a RING that follows at once; a
+            # stray one (noise, a late repeat) never makes a call by itself.
+            self._early_cid = (number, ntype, validity, name, date, time_, now)
+            return
         if self.call_state != CallState.RINGING or self.call is None:
             return  # caller ID outside a ringing call (call waiting, stale): never re-routed
         if self.call.cid_seen:
@@ -1224,8 +1231,15 @@ class ModemSession:
             return
         self.call = None
         self._emit(CallEnded(by, cause, q850, now))
-        if was_connected:
+        if self._reset_deferred:
+            self._run_deferred_reset(now)
+        elif was_connected:
             self._spawn(self._proc_post_call(), "post-call", op=False)
+
+    def _run_deferred_reset(self, now: float) -> None:
+        reason, self._reset_deferred = self._reset_deferred, None
+        if reason:
+            self._trip(reason, now)
 
     def _proc_hangup(self, prev: str) -> Generator:
         prof = self.profile
@@ -1250,8 +1264,11 @@ class ModemSession:
         self.call_state = CallState.IDLE
         self.call = None
         self._emit(CallEnded("local", "normal", 16, self._now))
+        if self._reset_deferred:
+            self._run_deferred_reset(self._now)
+            return True
         if prev in (CallState.ACTIVE,):
-            yield from self._proc_post_call()
+            self._spawn(self._proc_post_call(), "post-call", op=False)
         self._check(r)
         return True
 
