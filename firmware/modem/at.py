@@ -207,7 +207,6 @@ class AtEngine:
         self._data_mode = True
         self._dle = DleDecoder()
         self._data_deadline = None if timeout is None else now + timeout
-        self._buf.clear()
 
     def leave_data_mode(self) -> None:
         """Back to lines without waiting for <DLE><ETX> (the modem never sent it)."""
