@@ -1,22 +1,26 @@
 /*
  * In-band DTMF detector.
  *
- * Blocks of 102 samples (12.75 ms). For the 8 DTMF frequencies the block is correlated
- * with a complex exponential in two halves (a, b). |a+b|^2 is the usual Goertzel energy;
- * arg(b * conj(a)) / 51 is the frequency offset of the tone from the nominal one, which is
- * what ITU-T Q.24 tolerances are about (operate within +-1.5 %, reject beyond +-3.5 %):
- * magnitude alone cannot tell an off-frequency tone from a quieter one.
+ * Blocks of 102 samples (12.75 ms). The plain DFT energy at the 8 DTMF frequencies picks
+ * the strongest row and column tone. Their frequency offsets from nominal are measured
+ * from the phase advance between two Hann-windowed DFTs over samples [0, 68) and
+ * [34, 102): arg(Xb * conj(Xa)) / 34 radians per sample (unambiguous to +-117 Hz; the
+ * window keeps the other group's tone out of the phase even with 9 dB twist). ITU-T Q.24
+ * tolerances are about frequency (operate within +-1.5 %, reject beyond +-3.5 %), which
+ * magnitude alone cannot tell from level. Then a least-squares fit of the two tones at
+ * their measured frequencies gives each tone's power and the share of the block's energy
+ * they explain.
  *
  * A block "hits" digit d when
- *   - the strongest row and column tones are each above the level threshold,
- *   - their twist is within limits,
- *   - both frequency offsets are within 2.5 %,
- *   - the two tones (energy corrected for the measured offset) hold >= 85 % of the
- *     block's energy: speech, noise and partially filled blocks fail here.
- * A digit starts after 2 consecutive hits (any tone >= 305 samples = 38 ms contains two
- * full blocks; a 20 ms tone cannot give two blocks 85 % full) and ends after 3 blocks
- * without it (an interruption <= 10 ms touches at most 2 blocks; a pause >= 40 ms
- * always yields 3 misses).
+ *   - both offsets are within 2.5 % of nominal,
+ *   - each fitted tone is above -38 dBm0 and their twist is within 9 dB,
+ *   - the two tones explain >= 85 % of the block's energy: speech, noise and partly
+ *     filled blocks fail here.
+ * A digit starts after 2 consecutive hits (a tone >= 305 samples = 38 ms always contains
+ * two full blocks; a 20 ms tone cannot give two blocks 85 % full) and ends after 3 blocks
+ * without it (an interruption <= 10 ms touches at most 2 blocks; a pause >= 40 ms always
+ * yields 3 misses). The partly covered blocks at both ends are measured (plain DFT energy
+ * share) so the reported duration is not quantised to blocks.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +29,8 @@
 #include "pbxcore.h"
 
 #define BLOCK 102
-#define HALF 51
+#define WIN 68
+#define HOP 34
 #define NFREQ 8
 #define START_HITS 2
 #define END_MISSES 3
@@ -42,7 +47,8 @@ static const char keypad[4][4] = {
 
 struct pbx_dtmf_det {
     float cosv[NFREQ][BLOCK], sinv[NFREQ][BLOCK];
-    float ar[NFREQ], ai[NFREQ], br[NFREQ], bi[NFREQ];
+    float hann[WIN];
+    float x[BLOCK];          /* samples of the current block */
     double energy;
     int pos;                 /* sample index inside the current block */
     uint64_t block_start;    /* absolute sample index of the current block */
@@ -72,6 +78,8 @@ int pbx_dtmf_det_create(pbx_dtmf_det_t **out)
             d->sinv[k][n] = (float)-sin(w * n);
         }
     }
+    for (int n = 0; n < WIN; n++)
+        d->hann[n] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * (n + 0.5) / WIN));
     double amp = DBM0_AMP * pow(10.0, LEVEL_MIN_DBM0 / 20.0);
     d->min_tone_power = amp * amp / 2.0;
     pbx_dtmf_det_reset(d);
@@ -86,10 +94,6 @@ void pbx_dtmf_det_destroy(pbx_dtmf_det_t *d)
 
 void pbx_dtmf_det_reset(pbx_dtmf_det_t *d)
 {
-    memset(d->ar, 0, sizeof(d->ar));
-    memset(d->ai, 0, sizeof(d->ai));
-    memset(d->br, 0, sizeof(d->br));
-    memset(d->bi, 0, sizeof(d->bi));
     d->energy = 0;
     d->pos = 0;
     d->block_start = 0;
@@ -108,14 +112,70 @@ char pbx_dtmf_det_current(const pbx_dtmf_det_t *d)
     return d->digit;
 }
 
-/* |D(delta)|: the rectangular window's response to a tone delta Hz off the bin. */
-static double window_gain(double delta_hz)
+/*
+ * Fit x[n] ~ a1 cos(w1 n) + b1 sin(w1 n) + a2 cos(w2 n) + b2 sin(w2 n) over the block by
+ * least squares (4x4 normal equations, Gaussian elimination). power[i] = (a^2 + b^2) / 2,
+ * per sample; returns the energy the fit explains.
+ */
+static double fit_tones(const pbx_dtmf_det_t *d, double f1, double f2, double power[2])
 {
-    double x = M_PI * delta_hz / 8000.0;
-    if (fabs(x) < 1e-9)
-        return 1.0;
-    double g = fabs(sin(x * BLOCK) / (BLOCK * sin(x)));
-    return g < 0.3 ? 0.3 : g;
+    double phi[4][BLOCK];
+    double w[2] = {2.0 * M_PI * f1 / 8000.0, 2.0 * M_PI * f2 / 8000.0};
+    for (int t = 0; t < 2; t++) {
+        double cw = cos(w[t]), sw = sin(w[t]), c = 1.0, s = 0.0;
+        for (int n = 0; n < BLOCK; n++) {
+            phi[2 * t][n] = c;
+            phi[2 * t + 1][n] = s;
+            double c2 = c * cw - s * sw;
+            s = s * cw + c * sw;
+            c = c2;
+        }
+    }
+    double g[4][5];
+    for (int i = 0; i < 4; i++) {
+        for (int j = i; j < 4; j++) {
+            double acc = 0;
+            for (int n = 0; n < BLOCK; n++)
+                acc += phi[i][n] * phi[j][n];
+            g[i][j] = g[j][i] = acc;
+        }
+        double acc = 0;
+        for (int n = 0; n < BLOCK; n++)
+            acc += phi[i][n] * d->x[n];
+        g[i][4] = acc;
+    }
+    double h[4] = {g[0][4], g[1][4], g[2][4], g[3][4]};
+    for (int col = 0; col < 4; col++) {
+        int piv = col;
+        for (int i = col + 1; i < 4; i++)
+            if (fabs(g[i][col]) > fabs(g[piv][col]))
+                piv = i;
+        if (fabs(g[piv][col]) < 1e-9) {
+            power[0] = power[1] = 0;
+            return 0;
+        }
+        if (piv != col)
+            for (int j = 0; j < 5; j++) {
+                double tmp = g[col][j];
+                g[col][j] = g[piv][j];
+                g[piv][j] = tmp;
+            }
+        for (int i = col + 1; i < 4; i++) {
+            double f = g[i][col] / g[col][col];
+            for (int j = col; j < 5; j++)
+                g[i][j] -= f * g[col][j];
+        }
+    }
+    double cf[4];
+    for (int i = 3; i >= 0; i--) {
+        double acc = g[i][4];
+        for (int j = i + 1; j < 4; j++)
+            acc -= g[i][j] * cf[j];
+        cf[i] = acc / g[i][i];
+    }
+    power[0] = (cf[0] * cf[0] + cf[1] * cf[1]) / 2.0;
+    power[1] = (cf[2] * cf[2] + cf[3] * cf[3]) / 2.0;
+    return h[0] * cf[0] + h[1] * cf[1] + h[2] * cf[2] + h[3] * cf[3];
 }
 
 /* Analyse the finished block: the digit it carries, or 0. *cand is the digit of the
@@ -125,8 +185,12 @@ static char classify(pbx_dtmf_det_t *d, char *cand, double *fill_out)
 {
     double e[NFREQ];
     for (int k = 0; k < NFREQ; k++) {
-        double re = (double)d->ar[k] + d->br[k], im = (double)d->ai[k] + d->bi[k];
-        e[k] = re * re + im * im;
+        float re = 0, im = 0;
+        for (int n = 0; n < BLOCK; n++) {
+            re += d->x[n] * d->cosv[k][n];
+            im += d->x[n] * d->sinv[k][n];
+        }
+        e[k] = (double)re * re + (double)im * im;
     }
     int r = 0, c = 4;
     for (int k = 1; k < 4; k++)
@@ -138,23 +202,37 @@ static char classify(pbx_dtmf_det_t *d, char *cand, double *fill_out)
     if (d->energy <= 0)
         return 0;
     int sel[2] = {r, c};
-    double power[2], off[2];
+    double off[2];
     for (int i = 0; i < 2; i++) {
         int k = sel[i];
-        /* b * conj(a): the phase advance over HALF samples. */
-        double pr = (double)d->br[k] * d->ar[k] + (double)d->bi[k] * d->ai[k];
-        double pi = (double)d->bi[k] * d->ar[k] - (double)d->br[k] * d->ai[k];
-        off[i] = atan2(pi, pr) / HALF * 8000.0 / (2.0 * M_PI);
-        double g = window_gain(off[i]);
-        /* tone power per sample = 2|X|^2 / N^2, corrected for the off-bin loss */
-        power[i] = 2.0 * e[k] / ((double)BLOCK * BLOCK) / (g * g);
+        float ar = 0, ai = 0, br = 0, bi = 0;
+        for (int n = 0; n < WIN; n++) {
+            float wa = d->hann[n] * d->x[n], wb = d->hann[n] * d->x[n + HOP];
+            ar += wa * d->cosv[k][n];
+            ai += wa * d->sinv[k][n];
+            br += wb * d->cosv[k][n + HOP];
+            bi += wb * d->sinv[k][n + HOP];
+        }
+        /* b * conj(a): the phase advance over HOP samples */
+        double pr = (double)br * ar + (double)bi * ai;
+        double pi = (double)bi * ar - (double)br * ai;
+        off[i] = atan2(pi, pr) / HOP * 8000.0 / (2.0 * M_PI);
     }
-    double fill = (power[0] + power[1]) * BLOCK / d->energy;
-    *fill_out = fill > 1.0 ? 1.0 : fill;
+    /* Share of the block a tone covers, from the plain DFT energies: m/N for a tone over
+     * m of the N samples. Used to place digit edges inside partly filled blocks. */
+    double raw = 2.0 * (e[r] + e[c]) / ((double)BLOCK * BLOCK) * BLOCK / d->energy;
+    *fill_out = raw > 1.0 ? 1.0 : raw;
     for (int i = 0; i < 2; i++)
-        if (fabs(off[i]) > OFFSET_MAX * freqs[sel[i]] || power[i] < d->min_tone_power)
+        if (fabs(off[i]) > OFFSET_MAX * freqs[sel[i]])
             return 0;
-    double twist_db = 10.0 * log10(power[1] / power[0]);
+    /* Least-squares fit of the two tones at their measured frequencies: their powers, and
+     * the share of the block's energy they explain (what is left is noise or speech). */
+    double fit[2];
+    double fill = fit_tones(d, freqs[r] + off[0], freqs[c] + off[1], fit) / d->energy;
+    for (int i = 0; i < 2; i++)
+        if (fit[i] < d->min_tone_power)
+            return 0;
+    double twist_db = 10.0 * log10(fit[1] / fit[0]);
     if (twist_db > TWIST_MAX_DB || twist_db < -TWIST_MAX_DB)
         return 0;
     if (fill < FILL_MIN)
@@ -167,19 +245,8 @@ int pbx_dtmf_det_process(pbx_dtmf_det_t *d, const int16_t *pcm, int n, pbx_dtmf_
     int found = 0;
     for (int i = 0; i < n; i++) {
         float x = pcm[i];
-        int p = d->pos;
         d->energy += (double)x * x;
-        if (p < HALF) {
-            for (int k = 0; k < NFREQ; k++) {
-                d->ar[k] += x * d->cosv[k][p];
-                d->ai[k] += x * d->sinv[k][p];
-            }
-        } else {
-            for (int k = 0; k < NFREQ; k++) {
-                d->br[k] += x * d->cosv[k][p];
-                d->bi[k] += x * d->sinv[k][p];
-            }
-        }
+        d->x[d->pos] = x;
         if (++d->pos < BLOCK)
             continue;
 
@@ -230,10 +297,6 @@ int pbx_dtmf_det_process(pbx_dtmf_det_t *d, const int16_t *pcm, int n, pbx_dtmf_
         d->block_start = bend;
         d->pos = 0;
         d->energy = 0;
-        memset(d->ar, 0, sizeof(d->ar));
-        memset(d->ai, 0, sizeof(d->ai));
-        memset(d->br, 0, sizeof(d->br));
-        memset(d->bi, 0, sizeof(d->bi));
     }
     return found;
 }
