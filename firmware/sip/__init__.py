@@ -5,6 +5,7 @@ injected clock, ``dialog`` keeps dialog state, ``auth`` does digest authenticati
 offer/answer. The only I/O lives in :mod:`firmware.aio.sip_transport`.
 """
 from .auth import AuthResult, DigestClient, DigestServer, PasswordCredentials
+from .dialog import Dialog, DialogId, DialogTable, refer_to
 from .errors import (AuthError, DialogError, LocalProtocolError, RemoteProtocolError, SdpError,
                      SipError, SipParseError, StatusCode, TransactionError, reason_phrase)
 from .events import (AckReceived, AckTimeout, Addr, CancelReceived, MessageRejected,
@@ -15,11 +16,13 @@ from .headers import (CSeq, Credentials, Event, Headers, Reason, Replaces, Sessi
 from .message import (KeepAlive, SipMessage, SipRequest, SipResponse, StreamParser,
                       check_request, make_ack_for_error, make_cancel, make_error_response,
                       make_request, make_response, parse_message)
+from .sdp import Answer, Codec, SdpSession, SessionDescription, parse_sdp
 from .transaction import ClientTransaction, ServerTransaction, Timers, TransactionLayer
 from .uri import AbsoluteUri, Address, SipUri, parse_uri
 
 __all__ = [
-    "AbsoluteUri", "AckReceived", "AuthResult", "DigestClient", "DigestServer", "PasswordCredentials", "AckTimeout", "Addr", "Address", "AuthError", "CSeq",
+    "Answer", "Codec", "Dialog", "DialogId", "DialogTable", "SdpSession", "SessionDescription",
+    "parse_sdp", "refer_to", "AbsoluteUri", "AckReceived", "AuthResult", "DigestClient", "DigestServer", "PasswordCredentials", "AckTimeout", "Addr", "Address", "AuthError", "CSeq",
     "CancelReceived", "ClientTransaction", "Credentials", "DialogError", "Event", "Headers",
     "KeepAlive", "LocalProtocolError", "MessageRejected", "Reason", "RemoteProtocolError",
     "Replaces", "RequestReceived", "ResponseReceived", "SdpError", "ServerTransaction",

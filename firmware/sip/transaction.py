@@ -288,9 +288,7 @@ class TransactionLayer:
         if request.method == "ACK":
             raise TransactionError("an ACK is not a transaction: use send_stateless()")
         if "via" not in request.headers:
-            host, port = self._sent_by.get(dest.transport, ("127.0.0.1", 5060))
-            request.headers.prepend("Via", str(Via(dest.transport.upper(), host, port,
-                                                   {"branch": new_branch(), "rport": None})))
+            self._add_via(request, dest)
         elif request.top_via.branch is None:
             request.set_top_via(request.top_via.with_params(branch=new_branch()))
         key = (request.top_via.branch or "", request.method)
@@ -331,8 +329,16 @@ class TransactionLayer:
         self._apply(txn, inp, now, response)
 
     def send_stateless(self, message: Message, dest: Addr) -> None:
-        """Send a message outside any transaction (ACK for a 2xx, for instance)."""
+        """Send a message outside any transaction (the ACK of a 2xx, for instance); a request
+        without Via gets one with a fresh branch."""
+        if isinstance(message, SipRequest) and "via" not in message.headers:
+            self._add_via(message, dest)
         self._out.append((message.serialize(), dest))
+
+    def _add_via(self, request: SipRequest, dest: Addr) -> None:
+        host, port = self._sent_by.get(dest.transport, ("127.0.0.1", 5060))
+        request.headers.prepend("Via", str(Via(dest.transport.upper(), host, port,
+                                               {"branch": new_branch(), "rport": None})))
 
     def transport_error(self, dest: Addr, now: float, reason: str = "connection failed") -> None:
         """Report that ``dest`` cannot be reached: its transactions fail (RFC 3261 17.1.4)."""
