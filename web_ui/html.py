@@ -30,10 +30,16 @@ def escape(value: Any) -> Markup:
     return Markup(_html.escape(str(value), quote=True))
 
 
+def _arg(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return escape(value)
+
+
 def fmt(template: str, *args: Any, **kwargs: Any) -> Markup:
-    """`template.format(...)` with every argument escaped (the template itself is trusted)."""
-    return Markup(template.format(*(escape(a) for a in args),
-                                  **{k: escape(v) for k, v in kwargs.items()}))
+    """`template.format(...)` with every argument escaped (the template itself is trusted);
+    numbers pass through so format specs like {:.1f} work."""
+    return Markup(template.format(*(_arg(a) for a in args), **{k: _arg(v) for k, v in kwargs.items()}))
 
 
 def join(parts: Iterable[Any], sep: str = "") -> Markup:

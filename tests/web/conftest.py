@@ -150,14 +150,9 @@ class Box:
 
 
 def _reports(calls: CallStore, config: ConfigStore) -> Any:
-    try:
-        from firmware.store.reports import Reports
-    except ImportError:
-        return None
-    try:
-        return Reports(calls, config)
-    except TypeError:
-        return Reports(calls)
+    from firmware.store.reports import Reports
+
+    return Reports(calls, timezone="Europe/Warsaw")
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 from tests.web.conftest import ADMIN_PW, AGENT_PW, MANAGER_PW, Client, write_wav_bytes
 from web_ui.keys import WebOptions
 
-MANAGER_PAGES = ("/live", "/live/state", "/reports/calls", "/reports/missed", "/reports/calls.csv")
+MANAGER_PAGES = ("/live", "/live/state", "/reports/calls", "/reports/missed", "/reports/calls.csv",
+                 "/reports/agents", "/reports/kpi", "/api/v1/missed")
 ADMIN_PAGES = ("/settings", "/settings/system", "/settings/extension", "/settings/user", "/settings/queue",
                "/settings/ivr", "/settings/timecondition", "/settings/trunk", "/settings/route.inbound",
                "/settings/route.outbound", "/settings/notification", "/settings/bans", "/settings/backup",
@@ -152,6 +153,8 @@ async def test_open_redirect_after_login_is_refused(seeded, make_client):
 async def test_unauthenticated_requests_go_to_login_or_get_401(seeded, make_client):
     cl = await make_client()
     for path in MANAGER_PAGES + ADMIN_PAGES + ("/agent", "/account"):
+        if path.startswith("/api/"):
+            continue
         r, _ = await cl.get(path, allow_redirects=False)
         assert r.status == 303 and r.headers["Location"].startswith("/login"), path
     r, text = await cl.get("/api/v1/calls")
@@ -224,7 +227,7 @@ async def test_csv_export_of_a_filtered_list(seeded, make_client):
     text = await r.text()
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
     lines = text.strip().splitlines()
-    assert lines[0].startswith("id,started_at") and len(lines) == 2 and "+48601000002" in lines[1]
+    assert lines[0].startswith("started,direction") and len(lines) == 2 and "+48601000002" in lines[1]
     assert "'=HYPERLINK" in lines[1]
     r = await cl.c.get("/reports/calls.csv?from=bad")
     assert r.status == 400
@@ -583,3 +586,28 @@ async def test_unknown_routes_and_methods(seeded, make_client):
     assert r.status == 404
     r = await cl.c.delete("/live")
     assert r.status == 405
+
+
+async def test_agent_performance_and_kpi_pages_show_figures_with_formulas(seeded, make_client):
+    now = time.time()
+    seeded.add_call(started=now - 4000, agent="201", wait=10, talk=120)
+    seeded.add_call(started=now - 3000, agent="201", wait=30, talk=3)
+    seeded.add_call(started=now - 2000, status="abandoned", agent="", wait=40)
+    seeded.add_call(started=now - 1000, direction="outbound", agent="202", number="+48601000077", talk=45)
+    cl = await _as(make_client, "maria", MANAGER_PW)
+    r, text = await cl.get("/reports/agents?short=5&long=30")
+    assert r.status == 200
+    row = re.search(r"<tr><td><strong>201</strong>.*?</tr>", text).group(0)
+    cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+    assert cells[0] == "2" and cells[1] == "0" and cells[3] == "0:20"
+    assert cells[9] == "1"
+    assert "answered calls shorter than 5 s" in text
+    r, text = await cl.get("/reports/kpi")
+    assert r.status == 200 and text.count("<svg") >= 5
+    assert "66.7%" in text and "answered calls ÷ calls offered to the queue" in text
+    assert "calls with talk time of at least 60 s" in text
+    r, text = await cl.get("/reports/kpi?target=-3&from=2026-01-01&to=2026-01-01")
+    assert r.status == 400 and 'id="e-target"' in text
+    await cl.post("/lang", {"lang": "ru"})
+    r, text = await cl.get("/reports/kpi")
+    assert "66,7" in text and "Доля принятых" in text

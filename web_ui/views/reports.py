@@ -2,8 +2,6 @@
 missed-not-returned, per-agent performance, queue KPIs and charts."""
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -136,37 +134,23 @@ def report_tabs(request: web.Request) -> Markup:
 
 
 # -- call log ------------------------------------------------------------------------------
-def _where(f: CallFilter) -> tuple[str, list[Any]]:
-    sql = ["started_at >= ? AND started_at < ?"]
-    params: list[Any] = [f.period.since, f.period.until]
-    if f.number:
-        sql.append("(external_number LIKE ? OR caller_number LIKE ? OR callee_number LIKE ?)")
-        params += [f"%{f.number}%"] * 3
-    if f.agent:
-        sql.append("(answered_by = ? OR from_extension = ? OR to_extension = ?)")
-        params += [f.agent] * 3
-    if f.queue:
-        sql.append("queue = ?")
-        params.append(f.queue)
-    if f.direction:
-        sql.append("direction = ?")
-        params.append(f.direction)
+def store_filter(f: CallFilter) -> Any:
+    """The report store's CallFilter for the page's filters."""
+    from firmware.store.reports import CallFilter as StoreFilter
+
+    status: tuple[str, ...] = ()
     if f.status == "missed_all":
-        sql.append(f"status IN ({','.join('?' * len(MISSED))})")
-        params += list(MISSED)
+        status = ("missed",)
     elif f.status:
-        sql.append("status = ?")
-        params.append(f.status)
-    return " AND ".join(sql), params
+        status = (f.status,)
+    return StoreFilter(since=f.period.since, until=f.period.until, number=f.number, extension=f.agent,
+                       queue=f.queue, direction=f.direction, status=status, missed_like=f.status == "missed_all")
 
 
-def call_log(request: web.Request, f: CallFilter, limit: int, offset: int) -> tuple[list[Any], int]:
-    calls = request.app[BOX].calls
-    where, params = _where(f)
-    total = calls.query(f"SELECT COUNT(*) FROM calls WHERE {where}", params)[0][0]
-    rows = calls.query(f"SELECT * FROM calls WHERE {where} ORDER BY started_at DESC LIMIT ? OFFSET ?",
-                       [*params, limit, offset])
-    return [dict(r) for r in rows], total
+def call_log(request: web.Request, f: CallFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of the filtered call log (newest first) and the number of matching calls."""
+    page_ = request.app[BOX].reports.call_log(store_filter(f), limit=limit, offset=offset)
+    return [c.as_dict() for c in page_.calls], page_.total
 
 
 def recording_player(t: Translator, call: dict[str, Any]) -> Markup:
@@ -223,39 +207,18 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
     f = parse_filter(request, t, form)
     if not form.ok:
         raise web.HTTPBadRequest()
-    where, params = _where(f)
-    cols = ("id", "started_at", "answered_at", "ended_at", "direction", "caller_number", "caller_name",
-            "callee_number", "external_number", "answered_by", "queue", "status", "wait_s", "ring_s", "talk_s",
-            "hold_s", "hangup_side", "trunk", "disposition", "note", "recording_state")
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="calls-{f.period.start}-{f.period.end}.csv"'})
     await resp.prepare(request)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(cols)
-    calls = request.app[BOX].calls
-    offset = 0
-    while offset < MAX_CSV_ROWS:
-        rows = calls.query(f"SELECT {', '.join(cols)} FROM calls WHERE {where} ORDER BY started_at LIMIT 5000 OFFSET ?",
-                           [*params, offset])
-        for r in rows:
-            w.writerow([_csv_cell(v) for v in r])
-        await resp.write(buf.getvalue().encode("utf-8"))
-        buf.seek(0)
-        buf.truncate()
-        if len(rows) < 5000:
+    rows = 0
+    for chunk in request.app[BOX].reports.call_log_csv(store_filter(f)):
+        await resp.write(chunk.encode("utf-8"))
+        rows += chunk.count("\n")
+        if rows > MAX_CSV_ROWS:
             break
-        offset += len(rows)
     await resp.write_eof()
     return resp
-
-
-def _csv_cell(v: Any) -> Any:
-    """Neutralise spreadsheet formulas (CSV injection) in text cells."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not v[1:].replace(" ", "").isdigit():
-        return "'" + v
-    return "" if v is None else v
 
 
 # -- one call ------------------------------------------------------------------------------
@@ -350,3 +313,182 @@ async def missed_callback(request: web.Request) -> web.Response:
         except ControlError as e:
             c.session.flash.append(("error", str(e)))
     raise web.HTTPSeeOther(safe_next(str(data.get("next", "")), "/reports/missed"))
+
+
+# -- per-agent performance -----------------------------------------------------------------------
+def _int_param(request: web.Request, form: Form, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name, "")
+    form.values[name] = raw or str(default)
+    if not raw:
+        return default
+    try:
+        v = int(raw)
+        if not lo <= v <= hi:
+            raise ValueError
+        return v
+    except ValueError:
+        form.error(name, ctx(request).t("error.int_range", lo=lo, hi=hi))
+        return default
+
+
+def formulas(t: Translator, names: tuple[str, ...], **kw: Any) -> Markup:
+    """Each KPI's formula in words, as the page computes it."""
+    return fmt('<section class="card formula-list"><h2>{}</h2><dl class="facts">{}</dl></section>', t("kpi.formulas"),
+               join(fmt("<dt>{}</dt><dd>{}</dd>", t("kpi." + n), t("formula." + n, **kw)) for n in names))
+
+
+def period_form(request: web.Request, form: Form, action: str, extra: Markup = Markup("")) -> Markup:
+    t = ctx(request).t
+    return fmt('<form method="get" action="{}" class="card filters" novalidate>{}{}{}'
+               '<div class="actions"><button type="submit" class="primary">{}</button></div></form>',
+               action, input_field(t, form, "from", t("filter.from"), type="date"),
+               input_field(t, form, "to", t("filter.to"), type="date"), extra, t("filter.apply"))
+
+
+STATE_ORDER = ("available", "in_call", "ringing", "wrapup", "paused", "dnd")
+STATE_COLOURS = {"available": "#2da44e", "in_call": "#1f6feb", "ringing": "#8250df", "wrapup": "#d29922",
+                 "paused": "#bf8700", "dnd": "#e5534b"}
+
+
+def _state_bar(t: Translator, states: dict[str, float]) -> Markup:
+    total = sum(states.get(s, 0) for s in STATE_ORDER)
+    if total <= 0:
+        return Markup("–")
+    x = 0.0
+    parts = []
+    for s in STATE_ORDER:
+        w = 160 * states.get(s, 0) / total
+        if w <= 0:
+            continue
+        parts.append(fmt('<rect x="{:.1f}" y="0" width="{:.1f}" height="14" fill="{}"><title>{}: {}</title></rect>',
+                         x, w, STATE_COLOURS[s], t("agent." + s), t.duration(states[s])))
+        x += w
+    return fmt('<svg class="statebar-svg" viewBox="0 0 160 14" width="160" height="14" role="img" aria-label="{}">{}</svg>',
+               ", ".join(f"{t('agent.' + s)} {t.duration(states[s])}" for s in STATE_ORDER if states.get(s)),
+               join(parts))
+
+
+@routes.get("/reports/agents")
+@access(*MANAGERS)
+async def agents_page(request: web.Request) -> web.Response:
+    t = ctx(request).t
+    box = request.app[BOX]
+    form = Form()
+    period = parse_period(request, t, form)
+    long_s = _int_param(request, form, "long", 30, 1, 3600)
+    short_s = _int_param(request, form, "short", 5, 1, 120)
+    names = {e["number"]: e.get("name", "") for e in box.config.list("extension")}
+    rows = []
+    for a in box.reports.agent_performance(period.since, period.until, long_call_s=long_s, short_call_s=short_s):
+        suspicious = a.short_answered > 0 or a.rings_caller_hung_up > 0
+        rows.append(fmt(
+            '<tr><td><strong>{}</strong> {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+            '<td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
+            '<td class="num">{} / {}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num{}">{}</td><td>{}</td></tr>',
+            a.agent, names.get(a.agent, ""), t.num(a.answered), t.num(a.made), t.num(a.unique_customers),
+            t.clock(a.avg_wait_s) if a.avg_wait_s is not None else "–", t.num(a.long_outgoing),
+            t.num(a.unique_outgoing_customers), t.duration(a.talk_s), t.num(a.rings_answered), t.num(a.rings_offered),
+            t.clock(a.avg_ring_to_answer_s) if a.avg_ring_to_answer_s is not None else "–",
+            " missed-text" if a.short_answered else "", t.num(a.short_answered),
+            " missed-text" if a.rings_caller_hung_up else "", t.num(a.rings_caller_hung_up),
+            _state_bar(t, a.state_s)))
+    head = [t("col.agent"), t("kpi.answered"), t("kpi.made"), t("kpi.unique"), t("kpi.avg_wait_for_agent"),
+            t("kpi.long_outgoing_n", n=long_s), t("kpi.unique_out"), t("col.talk"), t("kpi.ring_answer_rate"),
+            t("kpi.ring_to_answer"), t("kpi.short_answered_n", n=short_s), t("kpi.caller_gave_up"), t("kpi.time_in_state")]
+    extra = join([input_field(t, form, "long", t("kpi.long_param"), type="number", min=1, max=3600),
+                  input_field(t, form, "short", t("kpi.short_param"), type="number", min=1, max=120)])
+    legend = fmt('<div class="legend">{}</div>', join(fmt('<span><i class="sw-{}"></i>{}</span>', s, t("agent." + s))
+                                                        for s in STATE_ORDER))
+    body = join([report_tabs(request), period_form(request, form, "/reports/agents", extra),
+                 fmt('<section class="card">{}{}</section>', table(head, rows, empty=t("agents.none")), legend),
+                 formulas(t, ("avg_wait_for_agent", "long_outgoing", "short_answered", "ring_answer_rate",
+                              "caller_gave_up"), long=long_s, short=short_s)])
+    return page(request, t("agents.title"), body, status=200 if form.ok else 400)
+
+
+# -- queue KPIs and charts ---------------------------------------------------------------------
+@routes.get("/reports/kpi")
+@access(*MANAGERS)
+async def kpi_page(request: web.Request) -> web.Response:
+    from web_ui import charts
+
+    t = ctx(request).t
+    box = request.app[BOX]
+    reports = box.reports
+    form = Form()
+    period = parse_period(request, t, form, default_days=14)
+    target_s = _int_param(request, form, "target", 60, 1, 3600)
+    since, until = period.since, period.until
+    queues = {q["number"]: q for q in box.queues()}
+    thresholds = {n: (int(q.get("service_level_s", 20)), int(q.get("short_abandon_s", 5))) for n, q in queues.items()}
+    kpis = reports.queue_kpis(since, until, thresholds=thresholds)
+    cards = []
+    for k in kpis:
+        name = (queues.get(k.queue) or {}).get("name") or k.queue
+        tiles = [("answer_rate", t.pct(k.answer_rate), f"{t.num(k.answered)} / {t.num(k.offered)}"),
+                 ("asa", t.clock(k.asa_s) if k.asa_s is not None else "–", ""),
+                 ("abandon_rate", t.pct(k.abandon_rate), t("kpi.short_abandons", n=t.num(k.short_abandoned),
+                                                             s=k.short_abandon_s)),
+                 ("service_level", t.pct(k.service_level), t("kpi.within", s=k.service_level_s)),
+                 ("aht", t.clock(k.aht_s) if k.aht_s is not None else "–", "")]
+        cards.append(fmt('<section class="card"><h2>{} <span class="muted">{}</span></h2><div class="kpis">{}</div></section>',
+                         name, k.queue,
+                         join(fmt('<div class="tile{}"><span class="num">{}</span><span class="lbl">{}</span>'
+                                  '<span class="formula">{}</span><span class="formula">{}</span></div>',
+                                  " bad" if key == "abandon_rate" and (k.abandon_rate or 0) > 0.1 else "", val,
+                                  t("kpi." + key), sub, t("formula." + key, sl=k.service_level_s, sa=k.short_abandon_s))
+                              for key, val, sub in tiles)))
+    days = reports.calls_per_day(since, until)
+    labels = [_short_day(t, d.day) for d in days]
+    per_day = charts.stacked_bars(t("chart.per_day"), labels,
+                                  [(t("status.answered"), charts.OK, [d.answered for d in days]),
+                                   (t("status.missed"), charts.BAD, [d.missed for d in days])],
+                                  lambda v: t.num(v))
+    trend = reports.trend(since, until)
+    asa_chart = charts.line_chart(t("chart.asa"), labels, [(t("kpi.asa"), charts.ACCENT, [d.asa_s for d in trend])],
+                                  lambda v: t.clock(v))
+    ab_chart = charts.line_chart(t("chart.abandon"), labels,
+                                 [(t("kpi.abandon_rate"), charts.BAD, [d.abandon_rate for d in trend])],
+                                 lambda v: t.pct(v, 0))
+    waits = reports.wait_distribution(since, until, bucket_s=15, max_s=300)
+    wlabels = [f"{w.lo_s}–{w.hi_s}" if w.hi_s is not None else f"{w.lo_s}+" for w in waits]
+    wait_chart = charts.stacked_bars(t("chart.waits"), wlabels,
+                                     [(t("status.answered"), charts.OK, [w.answered for w in waits]),
+                                      (t("status.abandoned"), charts.WARN, [w.abandoned for w in waits])],
+                                     lambda v: t.num(v))
+    grid = reports.weekday_hour(since, until)
+    heat = charts.heatmap(t("chart.heatmap"), [t.weekday(i) for i in range(7)], [str(h) for h in range(24)],
+                          grid.calls, grid.missed, lambda v: t.num(v), t("status.missed"), t("kpi.calls"))
+    target = reports.target_calls(since, until, min_talk_s=target_s, limit=1)
+    out = reports.outgoing_calls(since, until, long_call_s=30, limit=1)
+    totals = fmt('<div class="kpis">{}</div>', join(
+        fmt('<div class="tile"><span class="num">{}</span><span class="lbl">{}</span><span class="formula">{}</span></div>',
+            v, lab, f) for v, lab, f in (
+            (t.num(sum(d.total for d in days)), t("kpi.calls"), ""),
+            (t.num(sum(d.missed for d in days)), t("status.missed"), t("formula.missed")),
+            (t.num(target.total), t("kpi.target_calls"), t("formula.target_call", n=target_s)),
+            (t.num(out.calls), t("kpi.outgoing"), t("kpi.outgoing_sub", connected=t.num(out.connected),
+                                                      unique=t.num(out.unique_customers))),
+            (t.duration(out.talk_s), t("kpi.outgoing_talk"), ""))))
+    legend_day = fmt('<div class="legend"><span><i class="c-ok"></i>{}</span><span><i class="c-bad"></i>{}</span></div>',
+                     t("status.answered"), t("status.missed"))
+    legend_wait = fmt('<div class="legend"><span><i class="c-ok"></i>{}</span><span><i class="c-warn"></i>{}</span></div>',
+                      t("status.answered"), t("status.abandoned"))
+    extra = input_field(t, form, "target", t("kpi.target_param"), type="number", min=1, max=3600)
+    body = join([report_tabs(request), period_form(request, form, "/reports/kpi", extra), totals,
+                 join(cards) if cards else fmt('<section class="card"><p class="empty">{}</p></section>', t("kpi.no_queue_calls")),
+                 fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("chart.per_day"), per_day, legend_day),
+                 fmt('<div class="grid2"><section class="card"><h2>{}</h2>{}</section><section class="card"><h2>{}</h2>{}</section></div>',
+                     t("chart.asa"), asa_chart, t("chart.abandon"), ab_chart),
+                 fmt('<section class="card"><h2>{}</h2>{}<p class="legend"><span><i class="c-acc"></i>{}</span>'
+                     '<span><i class="c-bad"></i>{}</span></p></section>',
+                     t("chart.heatmap"), heat, t("kpi.calls"), t("chart.missed_dot")),
+                 fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("chart.waits"), wait_chart, legend_wait),
+                 formulas(t, ("answer_rate", "asa", "abandon_rate", "service_level", "aht", "target_call", "missed"),
+                          sl="N", sa="M", n=target_s)])
+    return page(request, t("kpi.title"), body, status=200 if form.ok else 400)
+
+
+def _short_day(t: Translator, iso: str) -> str:
+    d = date.fromisoformat(iso)
+    return f"{d.day}.{d.month:02d}" if t.lang != "en" else f"{d.day} {t('month.%d' % d.month)}"
