@@ -47,7 +47,6 @@
 #define JB_URGENT 320           /* 40 ms off target: time-scale even non-periodic audio */
 #define JB_VOICED 0.7f          /* normalised correlation that counts as periodic */
 #define JB_QUIET_RMS 256.f      /* below this the audio is quiet (about -42 dBFS) */
-#define JB_MIN_SPAN 960         /* the buffer may always hold two largest packets */
 
 enum { ST_EMPTY, ST_GAP, ST_PLAYING };
 
@@ -56,12 +55,13 @@ typedef struct {
     int filled;                 /* entries in lo[] */
     int32_t lo[JB_TOPK];        /* smallest u, ascending */
     double sum_u, sum_n;        /* for the sub-window's centre (drift estimate) */
+    double sum_wait;            /* sum of u plus the wait until the next get (delay) */
 } jb_win_t;
 
 struct pbx_jb {
     pbx_jb_params_t p;
     int min_s, max_s, init_s;   /* delays in samples */
-    int span_s;                 /* most audio held ahead of the play point */
+    int span_s;                 /* most audio ever held ahead of the play point */
 
     int16_t *ring;
     uint8_t *tag;               /* 0: empty; else 0x80 | lap of the position */
@@ -171,17 +171,18 @@ static void read_ring(const pbx_jb_t *jb, int64_t from, int16_t *dst, int n)
 
 /* ---- statistics windows ---- */
 
-static void win_add(pbx_jb_t *jb, int32_t v)
+static void win_add(pbx_jb_t *jb, int32_t v, double wait)
 {
     jb_win_t *w = &jb->win[jb->cur_win];
     if (w->count >= JB_SUBWIN) {
         jb->cur_win = (jb->cur_win + 1) % JB_NSUB;
         w = &jb->win[jb->cur_win];
         w->count = w->filled = 0;
-        w->sum_u = w->sum_n = 0.0;
+        w->sum_u = w->sum_n = w->sum_wait = 0.0;
     }
     w->count++;
     w->sum_u += v;
+    w->sum_wait += v + wait;
     w->sum_n += (double)jb->nominal;
     if (w->filled == JB_TOPK && v >= w->lo[JB_TOPK - 1])
         return;
@@ -204,9 +205,10 @@ static int win_total(const pbx_jb_t *jb)
 /*
  * Per sub-window correction that projects its u values to the present: the slope of u
  * against nominal time (clock drift between sender and playout, at most 2 %) fitted
- * through the sub-window centres. Returns the projected mean u of the whole window.
+ * through the sub-window centres. Returns the projected mean u of the whole window and
+ * in *wait the projected mean of u plus the wait for the next get: the delay at shift 0.
  */
-static double project(const pbx_jb_t *jb, double shift[JB_NSUB])
+static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
 {
     double sw = 0, sn = 0, su = 0, snn = 0, snu = 0;
     int used = 0;
@@ -233,15 +235,17 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB])
         if (slope < -0.02)
             slope = -0.02;
     }
-    double tot = 0, mean = 0;
+    double tot = 0, mean = 0, mwait = 0;
     for (int j = 0; j < JB_NSUB; j++) {
         const jb_win_t *w = &jb->win[j];
         if (w->count == 0)
             continue;
         shift[j] = -slope * (w->sum_n / w->count - (double)jb->nominal);
         mean += w->sum_u + w->count * shift[j];
+        mwait += w->sum_wait + w->count * shift[j];
         tot += w->count;
     }
+    *wait = tot > 0 ? mwait / tot : (double)jb->init_s;
     return tot > 0 ? mean / tot : (double)jb->init_s;
 }
 
@@ -250,8 +254,8 @@ static int64_t target_shift(const pbx_jb_t *jb)
 {
     int total = win_total(jb);
     double s = 0.0;             /* the initial alignment */
-    double shift[JB_NSUB];
-    double mean_u = project(jb, shift);
+    double shift[JB_NSUB], mean_wait;
+    project(jb, shift, &mean_wait);
     if (total > 0) {
         int pos[JB_NSUB] = {0};
         double best_cost = 1e300;
@@ -277,12 +281,31 @@ static int64_t target_shift(const pbx_jb_t *jb)
         if (total < JB_WARMUP && s > 0.0)
             s = 0.0;
     }
-    double delay = mean_u - s;
+    double delay = mean_wait - s;
     if (delay < jb->min_s)
         delay = jb->min_s;
     if (delay > jb->max_s)
         delay = jb->max_s;
-    return (int64_t)floor(mean_u - delay);
+    return (int64_t)floor(mean_wait - delay);
+}
+
+/*
+ * The sender's timeline moved ahead of ours by `by` samples (audio arrived earlier than the
+ * buffer may hold): move the history with it, or it would ask for that much more delay
+ * until it ages out.
+ */
+static void shift_history(pbx_jb_t *jb, int64_t by)
+{
+    if (by > INT32_MAX / 4)
+        by = INT32_MAX / 4;
+    for (int j = 0; j < JB_NSUB; j++) {
+        jb_win_t *w = &jb->win[j];
+        for (int i = 0; i < w->filled; i++)
+            w->lo[i] = w->lo[i] + (int32_t)by > INT32_MAX / 2 ? INT32_MAX / 2 : w->lo[i] + (int32_t)by;
+        w->sum_u += (double)by * w->count;
+        w->sum_wait += (double)by * w->count;
+    }
+    jb->mean_u += (double)by;
 }
 
 /* ---- create / reset ---- */
@@ -339,7 +362,7 @@ int pbx_jb_create(const pbx_jb_params_t *p, pbx_jb_t **out)
     if (init > p->max_delay_ms)
         init = p->max_delay_ms;
     jb->init_s = init * 8;
-    jb->span_s = jb->max_s > JB_MIN_SPAN ? jb->max_s : JB_MIN_SPAN;
+    jb->span_s = jb->max_s + PBX_JB_MAX_PUT + PBX_JB_MAX_GET;
     /* Room for the held span, a re-alignment back by max delay, and the largest get. */
     int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 4 * JB_STRETCH_PMAX;
     jb->ring_bits = 10;
@@ -424,6 +447,8 @@ static int seq_update(pbx_jb_t *jb, uint16_t seq)
             return SEQ_DUP;
         *word |= bit;
         jb->epoch_received++;
+        if (ext < jb->base_seq)
+            jb->base_seq = ext;     /* arrived after later ones but precedes the first received */
         return SEQ_OLD;
     }
     for (int64_t s = jb->max_seq + 1; s < ext && s <= jb->max_seq + JB_SEQ_WIN; s++)
@@ -450,9 +475,17 @@ static void note_arrival(pbx_jb_t *jb, uint32_t ts, int64_t arrival_us, int64_t 
         u = INT32_MAX / 2;
     if (u < -INT32_MAX / 2)
         u = -INT32_MAX / 2;
-    win_add(jb, (int32_t)u);
-    double shift[JB_NSUB];
-    jb->mean_u = project(jb, shift);
+    double wait = 0.0;
+    if (jb->have_get) {
+        int64_t next_get = jb->last_get_us + (int64_t)jb->last_get_n * PBX_JB_US_PER_SAMPLE;
+        if (next_get > arrival_us)
+            wait = (double)(next_get - arrival_us) / PBX_JB_US_PER_SAMPLE;
+        if (wait > jb->last_get_n)
+            wait = jb->last_get_n;
+    }
+    win_add(jb, (int32_t)u, wait);
+    double shift[JB_NSUB], mean_wait;
+    jb->mean_u = project(jb, shift, &mean_wait);
 }
 
 int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int nsamples,
@@ -524,10 +557,13 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
         jb->st.late_discarded++;
         return PBX_JB_PUT_LATE;
     }
-    if (end - jb->play > jb->span_s) {
-        /* More than the buffer may hold: let the oldest audio go. */
-        int64_t np = end - jb->span_s;
+    int64_t hold_max = jb->max_s + nsamples + (jb->have_get ? jb->last_get_n : 160);
+    if (end - jb->play > hold_max) {
+        /* Its first sample would wait more than max delay (and a get period): let the
+           oldest audio go. */
+        int64_t np = end - hold_max;
         jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, np);
+        shift_history(jb, np - jb->play);
         jb->play = np;
         jb->npend = 0;
     }
@@ -704,8 +740,9 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         }
     }
 
+    int full = jb->newest_end - jb->play >= jb->max_s;
     if (jb->state == ST_PLAYING && !pbx_plc_erasing(&jb->plc) && pos < n &&
-        (delta >= JB_STRETCH_MIN || delta <= -JB_STRETCH_MIN)) {
+        (delta >= JB_STRETCH_MIN || (delta <= -JB_STRETCH_MIN && !full))) {
         int64_t shift = 0;
         int k = time_scale(jb, delta, out + pos, n - pos, &shift);
         pos += k;
@@ -753,7 +790,7 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         }
         int m = gap < n - pos ? (int)gap : n - pos;
         int hold = 0;
-        if (q < 0 && delta < 0 && jb->state == ST_PLAYING)
+        if (q < 0 && delta < 0 && jb->state == ST_PLAYING && !full)
             hold = -delta < m ? (int)-delta : m;
         pbx_plc_conceal(&jb->plc, out + pos, m);
         int c = JB_GAP_AFTER - jb->missing_run;
@@ -809,13 +846,13 @@ void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st)
         st->play_ts = 0;
         return;
     }
-    double shift[JB_NSUB];
-    double mean_u = project(jb, shift);
-    double cur = mean_u - (double)(jb->play - jb->npend - jb->nominal);
-    double tgt = mean_u - (double)target_shift(jb);
+    double shift[JB_NSUB], mean_wait;
+    project(jb, shift, &mean_wait);
+    double cur = mean_wait - (double)(jb->play - jb->npend - jb->nominal);
+    double tgt = mean_wait - (double)target_shift(jb);
     st->current_delay_ms = (int)lrint(cur / 8.0);
     st->target_delay_ms = (int)lrint(tgt / 8.0);
     int64_t held = jb->newest_end - jb->play;
-    st->buffered_ms = (int)((held > 0 ? held : 0) + jb->npend) / 8;
+    st->buffered_ms = (int)((held > 0 ? held : 0) / 8);
     st->play_ts = jb->have_ts ? jb->ref_ts + (uint32_t)(jb->play - jb->ref_ext) : 0;
 }

@@ -166,6 +166,8 @@ void pbx_plc_conceal(pbx_plc_t *p, int16_t *out, int n)
 
 void pbx_plc_good(pbx_plc_t *p, int16_t *pcm, int n)
 {
+    if (p->silence_only)
+        p->erased = 0;          /* silence fill: received audio is never altered */
     if (p->erased > 0) {
         if (p->merge_len == 0) {
             int extra = (p->erased - 1) / PBX_PLC_ATTEN_START;

@@ -21,7 +21,7 @@
 typedef struct {
     int16_t hist[PBX_PLC_HIST];     /* the last output samples, oldest first */
     float pbuf[3 * PBX_PLC_PITCH_MAX]; /* the last three periods, frozen at erasure start */
-    int silence_only;               /* 1: fill gaps with zeros (plc = 0) */
+    int silence_only;               /* 1: fill gaps with zeros, no merge (plc = 0) */
     int erased;                     /* samples concealed in the current erasure, 0 = none */
     int pitch;                      /* period of the current erasure (samples) */
     int periods;                    /* 1..3 periods of pbuf in use */
