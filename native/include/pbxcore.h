@@ -45,7 +45,7 @@ void pbx_ulaw_encode(const int16_t *pcm, uint8_t *out, int n);
 void pbx_ulaw_decode(const uint8_t *in, int16_t *pcm, int n);
 void pbx_alaw_encode(const int16_t *pcm, uint8_t *out, int n);
 void pbx_alaw_decode(const uint8_t *in, int16_t *pcm, int n);
-/** u-law <-> A-law transcoding of one code (through linear, as G.711 decode then encode). */
+/** u-law <-> A-law conversion of one code, ITU-T G.711 Tables 3 and 4. */
 uint8_t pbx_ulaw2alaw(uint8_t code);
 uint8_t pbx_alaw2ulaw(uint8_t code);
 
