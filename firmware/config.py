@@ -69,6 +69,10 @@ SIP_TRANSPORTS = ("udp", "tcp", "tls")
 DTMF_MODES = ("rfc4733", "info", "inband")
 NOTIFY_KINDS = ("sms", "email", "webhook")
 NOTIFY_EVENTS = ("missed_call", "voicemail", "trunk_down", "disk_full", "ban")
+SERVICE_LEVELS = (10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
+"""Service-level thresholds the reports count directly (seconds)."""
+SHORT_ABANDONS = (0, 3, 5, 10, 15, 20, 30)
+"""Short-abandon thresholds the reports count directly (seconds)."""
 
 DEFAULT_SCANNER_USER_AGENTS = (
     "friendly-scanner", "sipvicious", "sipcli", "sip-scan", "sipsak", "sundayddr", "iwar",
@@ -1036,10 +1040,10 @@ class Queue:
     """Recording policy for this queue's calls; omitted: the system's."""
     language: str | None = _f(None, choices=LANGUAGES)
     """Language of announcements; omitted: the system's."""
-    service_level_s: int = _f(20, ge=1, le=600)
-    """Service-level target for reports: answered within this many seconds."""
-    short_abandon_s: int = _f(5, ge=0, le=120)
-    """Callers hanging up within this many seconds are short abandons (left out of the abandon rate)."""
+    service_level_s: int = _f(20, choices=SERVICE_LEVELS)
+    """Service-level target for reports: answered within this many seconds (10, 15, 20, 30, 45, 60, 90, 120, 180 or 300)."""
+    short_abandon_s: int = _f(5, choices=SHORT_ABANDONS)
+    """Callers hanging up within this many seconds are short abandons, left out of the abandon rate (0, 3, 5, 10, 15, 20 or 30)."""
     script: str = _f("")
     """Call script shown to agents during this queue's calls."""
 

@@ -56,6 +56,20 @@ default to ``''`` so that filters need no NULL handling):
 ``bans``: ip, reason, banned_at, until.
 ``meta``: key/value; ``last_alive`` is the time of the last commit (the best estimate of
     when the box lost power).
+
+Summary tables for the reports, kept up to date by the writer in the same transaction as the
+rows they summarise (and rebuilt by :func:`rebuild_summaries` after a salvage). They only
+count ended calls and closed state periods, in UTC buckets (any local day or hour of a
+whole-hour time zone is a union of UTC hours; the reports add the partial hours/days at the
+edges of a period from the raw rows):
+``call_hours`` (hour = started_at // 3600, direction, queue): n, answered, missed,
+    abandoned, overflow, wait_ans, handle_ans, sl_N (answered within N s, N in
+    :data:`SL_EDGES`), ab_N (abandoned within N s, N in :data:`AB_EDGES`).
+``agent_days`` (day = started_at // 86400, agent, kind answered | made): n, connected,
+    wait_sum, talk_sum, wrapup_sum, tg_N (talk >= N s), hs_N (agent hung up, talk < N s).
+``agent_ring_days`` (day of the ring, agent): offered, answered, missed, caller_hangup,
+    ans_secs, ans_n.
+``agent_state_days`` (day, agent, state, reason): seconds of closed periods in that day.
 """
 from __future__ import annotations
 
@@ -79,7 +93,8 @@ __all__ = [
     "CallStore", "CallStoreError", "StoreRecovery", "Call", "Leg", "Event", "AgentState",
     "MissedEntry", "Registration", "normalize_number", "DIRECTIONS", "STATUSES",
     "MISSED_STATUSES", "HANGUP_SIDES", "RECORDING_STATES", "AGENT_STATES", "LEG_KINDS",
-    "LEG_ROLES", "SCHEMA_VERSION",
+    "LEG_ROLES", "SCHEMA_VERSION", "SL_EDGES", "AB_EDGES", "TG_EDGES", "HS_EDGES", "rebuild_summaries",
+    "call_hours_select", "agent_days_select", "ring_days_select", "split_days",
 ]
 
 SCHEMA_VERSION = 1
@@ -402,6 +417,139 @@ CREATE TABLE IF NOT EXISTS bans (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+SL_EDGES = (10, 15, 20, 30, 45, 60, 90, 120, 180, 300)
+"""Service-level thresholds (seconds) the summaries count directly (others are computed from raw rows)."""
+AB_EDGES = (3, 5, 10, 15, 20, 30)
+"""Short-abandon thresholds (seconds) the summaries count directly."""
+TG_EDGES = (3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+"""Talk-time thresholds (seconds: long/target calls, talk >= N) the summaries count directly."""
+HS_EDGES = (3, 5, 10)
+"""Short-call thresholds for calls the agent hung up (talk < N)."""
+
+_MISSED_IN = "(" + ", ".join(f"'{x}'" for x in MISSED_STATUSES) + ")"
+
+CALL_HOURS_COLS = (["n", "answered", "missed", "abandoned", "overflow", "wait_ans", "handle_ans"]
+                   + [f"sl_{x}" for x in SL_EDGES] + [f"ab_{x}" for x in AB_EDGES])
+AGENT_DAYS_COLS = (["n", "connected", "wait_sum", "talk_sum", "wrapup_sum"]
+                   + [f"tg_{x}" for x in TG_EDGES] + [f"hs_{x}" for x in HS_EDGES])
+RING_DAYS_COLS = ["offered", "answered", "missed", "caller_hangup", "ans_secs", "ans_n"]
+
+
+def call_hours_select(where: str, hour: str = "CAST(started_at / 3600 AS INTEGER)") -> str:
+    """SELECT producing ``call_hours`` rows (hour, direction, queue, counters) from ended calls
+    matching ``where`` (named parameters; ``:sign`` multiplies every counter). ``hour`` is the
+    bucket expression (UTC hour by default)."""
+    sl = ", ".join(f"sum(answered_at IS NOT NULL AND coalesce(wait_s, 0) <= {x}) * :sign AS sl_{x}" for x in SL_EDGES)
+    ab = ", ".join(f"sum(status = 'abandoned' AND coalesce(wait_s, 0) < {x}) * :sign AS ab_{x}" for x in AB_EDGES)
+    return (f"SELECT {hour} AS hour, direction, queue, count(*) * :sign AS n, "
+            f"sum(answered_at IS NOT NULL) * :sign AS answered, "
+            f"sum(direction = 'inbound' AND status IN {_MISSED_IN}) * :sign AS missed, "
+            f"sum(status = 'abandoned') * :sign AS abandoned, sum(status = 'overflow') * :sign AS overflow, "
+            f"sum(CASE WHEN answered_at IS NOT NULL THEN coalesce(wait_s, 0) ELSE 0 END) * :sign AS wait_ans, "
+            f"sum(CASE WHEN answered_at IS NOT NULL THEN coalesce(talk_s, 0) + coalesce(wrapup_s, 0) ELSE 0 END)"
+            f" * :sign AS handle_ans, {sl}, {ab} "
+            f"FROM calls WHERE ended_at IS NOT NULL AND ({where}) GROUP BY 1, 2, 3")
+
+
+def agent_days_select(where: str) -> str:
+    """SELECT producing ``agent_days`` rows (day, agent, kind answered|made, counters)."""
+    tg = ", ".join(f"sum(coalesce(talk_s, 0) >= {x}) * :sign AS tg_{x}" for x in TG_EDGES)
+    hs = ", ".join(f"sum(hangup_side = 'callee' AND coalesce(talk_s, 0) < {x}) * :sign AS hs_{x}" for x in HS_EDGES)
+    common = (f"sum(coalesce(talk_s, 0)) * :sign AS talk_sum, sum(coalesce(wrapup_s, 0)) * :sign AS wrapup_sum, "
+              f"{tg}, {hs}")
+    return (f"SELECT CAST(started_at / 86400 AS INTEGER) AS day, answered_by AS agent, 'answered' AS kind, "
+            f"count(*) * :sign AS n, count(*) * :sign AS connected, sum(coalesce(wait_s, 0)) * :sign AS wait_sum, "
+            f"{common} FROM calls WHERE ended_at IS NOT NULL AND answered_by != '' AND direction != 'outbound' "
+            f"AND answered_at IS NOT NULL AND ({where}) GROUP BY 1, 2 "
+            f"UNION ALL "
+            f"SELECT CAST(started_at / 86400 AS INTEGER), from_extension, 'made', count(*) * :sign, "
+            f"sum(answered_at IS NOT NULL) * :sign, 0, {common} FROM calls WHERE ended_at IS NOT NULL "
+            f"AND direction = 'outbound' AND from_extension != '' AND ({where}) GROUP BY 1, 2")
+
+
+def ring_days_select(where: str) -> str:
+    """SELECT producing ``agent_ring_days`` rows (day, agent, counters) from agent_ring events."""
+    return ("SELECT CAST(ts / 86400 AS INTEGER) AS day, agent, count(*) * :sign AS offered, "
+            "sum(result = 'answered') * :sign AS answered, "
+            "sum(result IN ('no_answer', 'rejected', 'busy')) * :sign AS missed, "
+            "sum(result = 'caller_hangup') * :sign AS caller_hangup, "
+            "sum(CASE WHEN result = 'answered' THEN coalesce(seconds, 0) ELSE 0 END) * :sign AS ans_secs, "
+            "sum(result = 'answered' AND seconds IS NOT NULL) * :sign AS ans_n "
+            f"FROM call_events WHERE type = 'agent_ring' AND agent != '' AND ({where}) GROUP BY 1, 2")
+
+
+def _upsert(table: str, keys: Sequence[str], cols: Sequence[str], select: str) -> str:
+    return (f"INSERT INTO {table} ({', '.join([*keys, *cols])}) {select} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {c} + excluded.{c}" for c in cols))
+
+
+_SUMMARY_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS call_hours (hour INTEGER NOT NULL, direction TEXT NOT NULL, queue TEXT NOT NULL, "
+    f"{', '.join(c + ' REAL NOT NULL DEFAULT 0' for c in CALL_HOURS_COLS)}, "
+    f"PRIMARY KEY (hour, direction, queue)) WITHOUT ROWID;\n"
+    f"CREATE TABLE IF NOT EXISTS agent_days (day INTEGER NOT NULL, agent TEXT NOT NULL, kind TEXT NOT NULL, "
+    f"{', '.join(c + ' REAL NOT NULL DEFAULT 0' for c in AGENT_DAYS_COLS)}, "
+    f"PRIMARY KEY (day, agent, kind)) WITHOUT ROWID;\n"
+    f"CREATE TABLE IF NOT EXISTS agent_ring_days (day INTEGER NOT NULL, agent TEXT NOT NULL, "
+    f"{', '.join(c + ' REAL NOT NULL DEFAULT 0' for c in RING_DAYS_COLS)}, "
+    f"PRIMARY KEY (day, agent)) WITHOUT ROWID;\n"
+    "CREATE TABLE IF NOT EXISTS agent_state_days (day INTEGER NOT NULL, agent TEXT NOT NULL, state TEXT NOT NULL, "
+    "reason TEXT NOT NULL, seconds REAL NOT NULL DEFAULT 0, PRIMARY KEY (day, agent, state, reason)) WITHOUT ROWID;\n"
+    f"CREATE INDEX IF NOT EXISTS calls_missed ON calls(started_at, queue) "
+    f"WHERE direction = 'inbound' AND status IN {_MISSED_IN};\n"
+    "CREATE INDEX IF NOT EXISTS calls_agent_in ON calls(answered_by, external_number, started_at) "
+    "WHERE answered_by != '' AND direction != 'outbound' AND answered_at IS NOT NULL;\n"
+    "CREATE INDEX IF NOT EXISTS calls_agent_out ON calls(from_extension, external_number, started_at) "
+    "WHERE direction = 'outbound' AND from_extension != '';\n"
+    "CREATE INDEX IF NOT EXISTS calls_out ON calls(started_at, from_extension, external_number, answered_at, talk_s, status) "
+    "WHERE direction = 'outbound';\n"
+    "CREATE INDEX IF NOT EXISTS calls_queue_wait ON calls(started_at, queue, wait_s, answered_at, status) "
+    "WHERE direction = 'inbound' AND queue != '';\n"
+)
+
+_UPSERT_CALL_HOURS = _upsert("call_hours", ("hour", "direction", "queue"), CALL_HOURS_COLS,
+                             call_hours_select("id = :id"))
+_UPSERT_AGENT_DAYS = _upsert("agent_days", ("day", "agent", "kind"), AGENT_DAYS_COLS, agent_days_select("id = :id"))
+_UPSERT_RING_DAYS = _upsert("agent_ring_days", ("day", "agent"), RING_DAYS_COLS, ring_days_select("id = :id"))
+_STAT_FIELDS = {"started_at", "answered_at", "ended_at", "direction", "queue", "status", "wait_s", "talk_s",
+                "wrapup_s", "hangup_side", "answered_by", "from_extension"}
+
+
+def split_days(start: float, end: float) -> Iterator[tuple[int, float]]:
+    """(UTC day number, seconds) pieces of the interval [start, end)."""
+    t = start
+    while t < end:
+        day = int(t // 86400)
+        nxt = min(end, (day + 1) * 86400.0)
+        yield day, nxt - t
+        t = nxt
+
+
+def _add_state_days(conn: sqlite3.Connection, agent: str, state: str, reason: str, start: float, end: float,
+                    sign: int = 1) -> None:
+    for day, secs in split_days(start, end):
+        conn.execute("INSERT INTO agent_state_days (day, agent, state, reason, seconds) VALUES (?, ?, ?, ?, ?) "
+                     "ON CONFLICT (day, agent, state, reason) DO UPDATE SET seconds = seconds + excluded.seconds",
+                     (day, agent, state, reason, sign * secs))
+
+
+def rebuild_summaries(conn: sqlite3.Connection) -> None:
+    """Recompute every summary table from the raw tables (inside the caller's transaction)."""
+    for t in ("call_hours", "agent_days", "agent_ring_days", "agent_state_days"):
+        conn.execute(f"DELETE FROM {t}")
+    conn.execute(f"INSERT INTO call_hours (hour, direction, queue, {', '.join(CALL_HOURS_COLS)}) "
+                 f"{call_hours_select('1')}", {"sign": 1})
+    conn.execute(f"INSERT INTO agent_days (day, agent, kind, {', '.join(AGENT_DAYS_COLS)}) "
+                 f"SELECT * FROM ({agent_days_select('1')}) WHERE 1 "
+                 f"ON CONFLICT (day, agent, kind) DO UPDATE SET "
+                 + ", ".join(f"{c} = {c} + excluded.{c}" for c in AGENT_DAYS_COLS), {"sign": 1})
+    conn.execute(f"INSERT INTO agent_ring_days (day, agent, {', '.join(RING_DAYS_COLS)}) {ring_days_select('1')}",
+                 {"sign": 1})
+    for agent, state, reason, start, end in conn.execute(
+            "SELECT agent, state, reason, started_at, ended_at FROM agent_states WHERE ended_at IS NOT NULL").fetchall():
+        _add_state_days(conn, agent, state, reason, start, end)
+
 _TABLES = ("calls", "call_legs", "call_events", "agent_states", "missed_calls",
            "missed_call_links", "registrations", "bans", "meta")
 
@@ -488,6 +636,9 @@ class CallStore:
         self._migrate(conn)
         if self.recovery is not None:
             self._salvage_into(conn)
+            conn.execute("BEGIN")
+            rebuild_summaries(conn)
+            conn.execute("COMMIT")
         return conn
 
     def _recover(self, reason: str) -> StoreRecovery:
@@ -544,7 +695,7 @@ class CallStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise CallStoreError(f"call store schema {version} is newer than this firmware ({SCHEMA_VERSION})")
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + _SUMMARY_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ writer thread
@@ -871,14 +1022,25 @@ class CallStore:
         conn.execute(f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
         if values.get("answered_at") is not None:
             self._close_missed(conn, values["id"])
+        if values.get("ended_at") is not None:
+            self._summaries(conn, values["id"], 1)
+            self._maybe_missed(conn, values["id"])
         return _Changed("call", values["id"])
+
+    @staticmethod
+    def _summaries(conn: sqlite3.Connection, call_id: str, sign: int) -> None:
+        conn.execute(_UPSERT_CALL_HOURS, {"id": call_id, "sign": sign})
+        conn.execute(_UPSERT_AGENT_DAYS, {"id": call_id, "sign": sign})
 
     def _w_update(self, conn: sqlite3.Connection, call_id: str, values: dict[str, Any], ending: bool) -> "_Changed":
         row = conn.execute("SELECT started_at, answered_at, direction, status, external_number, wait_s, "
-                           "talk_s, recording_state FROM calls WHERE id = ?", (call_id,)).fetchone()
+                           "talk_s, recording_state, ended_at FROM calls WHERE id = ?", (call_id,)).fetchone()
         if row is None:
             raise CallStoreError(f"no call {call_id}")
-        started, answered, direction, status, external, wait_s, talk_s, rec_state = row
+        started, answered, direction, status, external, wait_s, talk_s, rec_state, was_ended = row
+        stats = was_ended is not None and (ending or bool(_STAT_FIELDS & set(values)))
+        if stats:
+            self._summaries(conn, call_id, -1)
         values = dict(values)
         if "answered_at" in values:
             answered = values["answered_at"]
@@ -896,6 +1058,8 @@ class CallStore:
         values["updated_at"] = self.clock()
         conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                      [*values.values(), call_id])
+        if stats or (ending and was_ended is None):
+            self._summaries(conn, call_id, 1)
         if answered is not None:
             self._close_missed(conn, call_id)
         if ending:
@@ -939,8 +1103,10 @@ class CallStore:
                          "closed_direction = ? WHERE id = ?", (reached[1], reached[0], reached[1], reached[2], mid))
 
     def _w_event(self, conn: sqlite3.Connection, row: tuple) -> None:
-        conn.execute("INSERT INTO call_events (call_id, ts, type, agent, queue, result, seconds, data) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        cur = conn.execute("INSERT INTO call_events (call_id, ts, type, agent, queue, result, seconds, data) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if row[2] == "agent_ring" and row[3]:
+            conn.execute(_UPSERT_RING_DAYS, {"id": cur.lastrowid, "sign": 1})
 
     def _w_leg(self, conn: sqlite3.Connection, call_id: str, leg_id: str, values: dict[str, Any]) -> None:
         exists = conn.execute("SELECT 1 FROM call_legs WHERE call_id = ? AND leg_id = ?", (call_id, leg_id)).fetchone()
@@ -961,8 +1127,7 @@ class CallStore:
                            (agent,)).fetchall()
         if len(cur) == 1 and cur[0][1] == state and cur[0][2] == reason:
             return None
-        conn.execute("UPDATE agent_states SET ended_at = max(started_at, ?) WHERE agent = ? AND ended_at IS NULL",
-                     (t, agent))
+        self._close_states(conn, t, agent)
         conn.execute("INSERT INTO agent_states (agent, state, reason, started_at) VALUES (?, ?, ?, ?)",
                      (agent, state, reason, t))
         return _Changed("agent", agent)
@@ -985,8 +1150,22 @@ class CallStore:
                 values["recording_note"] = "the box stopped during the call; the file was repaired at start-up"
             self._w_update(conn, cid, values, True)
         end = last_alive if last_alive is not None else self.clock()
-        conn.execute("UPDATE agent_states SET ended_at = max(started_at, ?) WHERE ended_at IS NULL", (end,))
+        self._close_states(conn, end)
         return ids
+
+    @staticmethod
+    def _close_states(conn: sqlite3.Connection, t: float, agent: str | None = None) -> None:
+        sql = "SELECT id, agent, state, reason, started_at FROM agent_states WHERE ended_at IS NULL"
+        rows = conn.execute(sql + (" AND agent = ?" if agent is not None else ""),
+                            (agent,) if agent is not None else ()).fetchall()
+        for rid, ag, state, reason, started in rows:
+            end = max(started, t)
+            conn.execute("UPDATE agent_states SET ended_at = ? WHERE id = ?", (end, rid))
+            _add_state_days(conn, ag, state, reason, started, end)
+
+    def rebuild_summaries(self, timeout: float | None = 300.0) -> None:
+        """Recompute the report summaries from the raw tables (after a salvage or an import)."""
+        self._submit(lambda conn: rebuild_summaries(conn), sync=True, timeout=timeout)
 
     # ------------------------------------------------------------------ calls: reads
 
