@@ -1110,6 +1110,7 @@ class ModemSession:
             if r.result in ("VCON", "OK", "CONNECT"):
                 self._answered_out(self._now)
                 yield from self._fxo_start_voice()
+                self._finish_dial(DialResult("answered"))
                 return
             status = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO DIALTONE": "no_dialtone",
                       "NO CARRIER": "no_carrier", "TIMEOUT": "no_answer"}.get(r.result, "error")
@@ -1142,9 +1143,13 @@ class ModemSession:
         self._dial_deadline = None
         self._emit(RemoteAnswered(now))
         self._connected("out")
-        self._finish_dial(DialResult("answered"))
         if self.profile.kind != "fxo":
-            self._spawn(self._enable_audio(), "audio-on", op=False, urgent=True)
+            self._spawn(self._proc_out_audio(), "audio-on", op=False, urgent=True)
+
+    def _proc_out_audio(self) -> Generator:
+        """Audio on, then the dial request ends: the caller can wire the audio at once."""
+        yield from self._enable_audio()
+        self._finish_dial(DialResult("answered"))
 
     def _finish_dial(self, res: DialResult) -> None:
         c = self.call
