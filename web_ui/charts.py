@@ -31,7 +31,9 @@ def _frame(width: int, height: int, label: str, body: Markup) -> Markup:
 
 
 def _y_axis(left: int, top: int, right: int, bottom: int, vmax: float,
-            fmt_value: Callable[[float], str], ticks: int = 4) -> Markup:
+            fmt_value: Callable[[float], str], ticks: int = 0) -> Markup:
+    if not ticks:
+        ticks = next((n for n in (5, 4, 2) if abs(vmax / n - round(vmax / n)) < 1e-9 or vmax < 1), 4)
     parts = []
     for i in range(ticks + 1):
         v = vmax * i / ticks
@@ -72,7 +74,7 @@ def stacked_bars(label: str, labels: Sequence[str], series: Sequence[tuple[str, 
             y -= h
             marks.append(fmt('<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}" rx="1.5">'
                              '<title>{}: {} {}</title></rect>', x, y, bw, h, colour, lab, name, fmt_value(v)))
-    body = join([_y_axis(left, top, right, bottom, vmax, fmt_value), join(marks), _x_labels(labels, xs, bottom)])
+    body = join([_y_axis(left, top, right, bottom, vmax, fmt_value), join(marks), _x_labels(labels, xs, bottom, max(4, width // 64))])
     return _frame(width, height, label, body)
 
 
@@ -100,7 +102,7 @@ def line_chart(label: str, labels: Sequence[str], series: Sequence[tuple[str, st
                              x_of(i), y, colour, labels[i], name, fmt_value(v)))
         if path:
             parts.insert(1, fmt('<path d="{}" fill="none" stroke="{}" stroke-width="2"/>', " ".join(path), colour))
-    parts.append(_x_labels(labels, [x_of(i) for i in range(n)], bottom))
+    parts.append(_x_labels(labels, [x_of(i) for i in range(n)], bottom, max(4, width // 64)))
     return _frame(width, height, label, join(parts))
 
 

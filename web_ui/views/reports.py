@@ -446,10 +446,10 @@ async def kpi_page(request: web.Request) -> web.Response:
                                   lambda v: t.num(v))
     trend = reports.trend(since, until)
     asa_chart = charts.line_chart(t("chart.asa"), labels, [(t("kpi.asa"), charts.ACCENT, [d.asa_s for d in trend])],
-                                  lambda v: t.clock(v))
+                                  lambda v: t.clock(v), width=460, height=200)
     ab_chart = charts.line_chart(t("chart.abandon"), labels,
                                  [(t("kpi.abandon_rate"), charts.BAD, [d.abandon_rate for d in trend])],
-                                 lambda v: t.pct(v, 0))
+                                 lambda v: t.pct(v, 0), width=460, height=200)
     waits = reports.wait_distribution(since, until, bucket_s=15, max_s=300)
     wlabels = [f"{w.lo_s}–{w.hi_s}" if w.hi_s is not None else f"{w.lo_s}+" for w in waits]
     wait_chart = charts.stacked_bars(t("chart.waits"), wlabels,
@@ -485,7 +485,8 @@ async def kpi_page(request: web.Request) -> web.Response:
                      t("chart.heatmap"), heat, t("kpi.calls"), t("chart.missed_dot")),
                  fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("chart.waits"), wait_chart, legend_wait),
                  formulas(t, ("answer_rate", "asa", "abandon_rate", "service_level", "aht", "target_call", "missed"),
-                          sl="N", sa="M", n=target_s)])
+                          sl=(kpis[0].service_level_s if kpis else 20), sa=(kpis[0].short_abandon_s if kpis else 5),
+                          n=target_s)])
     return page(request, t("kpi.title"), body, status=200 if form.ok else 400)
 
 

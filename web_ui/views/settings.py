@@ -180,7 +180,7 @@ def widgets(t: Translator, cls: type, form: Form, prefix: str = "", *, section: 
         elif tp == "bool":
             parts.append(input_field(t, form, key, lab, type="checkbox"))
         elif "choices" in meta:
-            opts = [(c, _choice(t, f.name, c)) for c in meta["choices"]]
+            opts = [(str(c), _choice(t, f.name, str(c))) for c in meta["choices"]]
             if tp == "str | None":
                 opts = [("", t("settings.default"))] + opts
             parts.append(input_field(t, form, key, lab, options=opts, required=required))
@@ -190,10 +190,13 @@ def widgets(t: Translator, cls: type, form: Form, prefix: str = "", *, section: 
         elif tp == "int":
             parts.append(input_field(t, form, key, lab, type="number", min=meta.get("ge"), max=meta.get("le"),
                                      required=required))
-        elif tp.startswith(("Mapping", "tuple")) or f.name in ("script", "prompt", "announce", "periodic_message"):
+        elif tp.startswith(("Mapping", "tuple")):
             help_key = {"Mapping": "help.options", "tuple[QueueMember": "help.members"}
             hk = next((v for k, v in help_key.items() if tp.startswith(k)), "help.lines")
             parts.append(input_field(t, form, key, lab, type="textarea", help=t(hk), required=required))
+        elif f.name == "script" or meta.get("prompt"):
+            parts.append(input_field(t, form, key, lab, type="textarea", required=required,
+                                     help=t("help.prompt") if meta.get("prompt") else ""))
         elif meta.get("secret"):
             parts.append(input_field(t, form, key, lab, type="password", autocomplete="new-password",
                                      help=t("help.secret")))
