@@ -65,7 +65,7 @@ edges of a period from the raw rows):
 ``call_hours`` (hour = started_at // 3600, direction, queue): n, answered, missed,
     abandoned, overflow, wait_ans, handle_ans, sl_N (answered within N s, N in
     :data:`SL_EDGES`), ab_N (abandoned within N s, N in :data:`AB_EDGES`).
-``agent_days`` (day = started_at // 86400, agent, kind answered | made): n, connected,
+``agent_days`` (day = started_at // 86400, agent, kind answered (inbound) | made (outbound)): n, connected,
     wait_sum, talk_sum, wrapup_sum, tg_N (talk >= N s), hs_N (agent hung up, talk < N s).
 ``agent_ring_days`` (day of the ring, agent): offered, answered, missed, caller_hangup,
     ans_secs, ans_n.
@@ -459,7 +459,7 @@ def agent_days_select(where: str) -> str:
               f"{tg}, {hs}")
     return (f"SELECT CAST(started_at / 86400 AS INTEGER) AS day, answered_by AS agent, 'answered' AS kind, "
             f"count(*) * :sign AS n, count(*) * :sign AS connected, sum(coalesce(wait_s, 0)) * :sign AS wait_sum, "
-            f"{common} FROM calls WHERE ended_at IS NOT NULL AND answered_by != '' AND direction != 'outbound' "
+            f"{common} FROM calls WHERE ended_at IS NOT NULL AND answered_by != '' AND direction = 'inbound' "
             f"AND answered_at IS NOT NULL AND ({where}) GROUP BY 1, 2 "
             f"UNION ALL "
             f"SELECT CAST(started_at / 86400 AS INTEGER), from_extension, 'made', count(*) * :sign, "
@@ -499,7 +499,7 @@ _SUMMARY_SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS calls_missed ON calls(started_at, queue) "
     f"WHERE direction = 'inbound' AND status IN {_MISSED_IN};\n"
     "CREATE INDEX IF NOT EXISTS calls_agent_in ON calls(answered_by, external_number, started_at) "
-    "WHERE answered_by != '' AND direction != 'outbound' AND answered_at IS NOT NULL;\n"
+    "WHERE answered_by != '' AND direction = 'inbound' AND answered_at IS NOT NULL;\n"
     "CREATE INDEX IF NOT EXISTS calls_agent_out ON calls(from_extension, external_number, started_at) "
     "WHERE direction = 'outbound' AND from_extension != '';\n"
     "CREATE INDEX IF NOT EXISTS calls_out ON calls(started_at, from_extension, external_number, answered_at, talk_s, status) "

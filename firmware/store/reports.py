@@ -10,8 +10,8 @@ Definitions (shown on the pages through :data:`FORMULAS`):
 - a call is *missed* when it is inbound, unanswered and its status is one of
   :data:`~firmware.store.calls.MISSED_STATUSES`; it is *returned* when the customer's
   missed entry was closed by a later connected call;
-- *answered by an agent*: ``answered_by`` is the agent's extension; *made*: outbound with
-  ``from_extension`` the agent's;
+- *answered by an agent*: an inbound call whose ``answered_by`` is the agent's extension;
+  *made*: outbound with ``from_extension`` the agent's (internal calls count in neither);
 - queue KPIs count the calls whose ``queue`` is that queue (the queue that handled the call
   last);
 - only ended calls and closed agent-state periods are counted, except the current state
@@ -466,7 +466,7 @@ class Reports:
         rsums = ", ".join(f"sum({c}) AS {c}" for c in RING_DAYS_COLS)
         rings = {r["agent"]: r for r in q(f"SELECT agent, {rsums} FROM ({' UNION ALL '.join(rparts)}) GROUP BY agent", p)}
         pp = (since, until)
-        in_where = ("answered_by != '' AND direction != 'outbound' AND answered_at IS NOT NULL "
+        in_where = ("answered_by != '' AND direction = 'inbound' AND answered_at IS NOT NULL "
                     "AND started_at >= ? AND started_at < ? AND external_number != ''")
         out_where = ("direction = 'outbound' AND from_extension != '' AND started_at >= ? AND started_at < ? "
                      "AND external_number != ''")
@@ -479,7 +479,7 @@ class Reports:
         both = {r[0]: r[1] for r in q(
             f"SELECT o.from_extension, count(*) FROM (SELECT DISTINCT from_extension, external_number FROM calls "
             f"INDEXED BY calls_agent_out WHERE {out_where}) o WHERE EXISTS (SELECT 1 FROM calls i "
-            f"INDEXED BY calls_agent_in WHERE i.answered_by != '' AND i.direction != 'outbound' "
+            f"INDEXED BY calls_agent_in WHERE i.answered_by != '' AND i.direction = 'inbound' "
             f"AND i.answered_at IS NOT NULL AND i.answered_by = o.from_extension "
             f"AND i.external_number = o.external_number AND i.started_at >= ? AND i.started_at < ?) "
             f"GROUP BY o.from_extension", (*pp, *pp))}
@@ -716,9 +716,13 @@ class Reports:
             if bad:
                 raise ReportError(f"unknown status {sorted(bad)[0]!r} (one of {', '.join(STATUSES)})")
             if f.missed_like and "missed" in statuses:
-                statuses |= set(MISSED_STATUSES)
-            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params += sorted(statuses)
+                others = sorted(statuses - {"missed"})
+                clauses.append(f"((direction = 'inbound' AND status IN {_MISSED_SQL})"
+                               f" OR status IN ({', '.join('?' * len(others))}))")
+                params += others
+            else:
+                clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+                params += sorted(statuses)
         if f.min_talk_s is not None:
             clauses.append("talk_s >= ?")
             params.append(float(f.min_talk_s))

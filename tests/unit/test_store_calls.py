@@ -283,3 +283,26 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(CallStoreError, match="schema 99 is newer"):
         CallStore(db)
+
+
+def test_writes_never_wait_for_the_disk(tmp_path):
+    """While another connection holds the database's write lock, writes still return at once;
+    they are committed when the lock goes, and flush() waits for that."""
+    import time
+    path = tmp_path / "c.sqlite"
+    s = CallStore(path, commit_interval=0.01)
+    try:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        t = time.perf_counter()
+        ids = [s.begin_call(direction="inbound", caller_number=f"60010{i:04d}", started_at=T0 + i) for i in range(300)]
+        assert time.perf_counter() - t < 1.0
+        time.sleep(0.1)
+        assert s.query("SELECT count(*) FROM calls")[0][0] == 0
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        s.flush()
+        assert s.query("SELECT count(*) FROM calls")[0][0] == 300
+        assert s.get_call(ids[-1]).caller_number == "600100299"
+    finally:
+        s.close()
