@@ -194,7 +194,7 @@ class Client:
         if csrf:
             form.setdefault("_csrf", self.csrf)
         r = await self.c.post(path, data=form, allow_redirects=kw.pop("allow_redirects", False), **kw)
-        text = await r.text()
+        text = await r.text() if "text" in r.content_type or "json" in r.content_type else ""
         self._grab(text)
         return r, text
 

@@ -611,3 +611,32 @@ async def test_agent_performance_and_kpi_pages_show_figures_with_formulas(seeded
     await cl.post("/lang", {"lang": "ru"})
     r, text = await cl.get("/reports/kpi")
     assert "66,7" in text and "Доля принятых" in text
+
+
+async def test_prompt_upload_checks_the_wav_and_tts_preview(seeded, make_client):
+    import io
+    import wave
+
+    cl = await _as(make_client, "admin", ADMIN_PW)
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "../../welcome", "file": write_wav_bytes(0.5)})
+    text = await r.text()
+    assert r.status == 200 and "welcome.wav" in text
+    assert (seeded.config.prompts_dir / "welcome.wav").is_file()
+    assert not (seeded.data_dir.parent / "welcome.wav").exists()
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(b"\0" * 400)
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "music", "file": buf.getvalue()})
+    assert r.status == 400 and 'id="e-file"' in await r.text()
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "x", "file": b"MZ\x90\x00 not audio"})
+    assert r.status == 400
+    assert sorted(p.name for p in seeded.config.prompts_dir.iterdir()) == ["welcome.wav"]
+    r = await cl.c.get("/settings/prompts/welcome.wav")
+    assert r.status == 200 and (await r.read())[:4] == b"RIFF"
+    assert (await cl.c.get("/settings/prompts/..%2Fconfig.json")).status == 404
+    r, _ = await cl.post("/settings/prompts/preview", {"text": "Dzień dobry", "language": "pl"})
+    assert r.status == 200 and r.headers["Content-Type"] == "audio/wav"
+    assert ("prompt_preview", "Dzień dobry", "pl") in seeded.control.actions

@@ -216,7 +216,8 @@ def settings_tabs(request: web.Request, current: str) -> Markup:
     t = ctx(request).t
     items = [("/settings", "settings.overview", "")] + [(f"/settings/{s}", f"section.{s}", s)
                                                         for s in ("system",) + LIST_SECTIONS] + \
-            [("/settings/trunks-status", "settings.trunk_status", "trunks-status"),
+            [("/settings/prompts", "prompts.title", "prompts"),
+             ("/settings/trunks-status", "settings.trunk_status", "trunks-status"),
              ("/settings/bans", "settings.bans", "bans"), ("/settings/backup", "settings.backup", "backup")]
     return fmt('<nav class="tabs" aria-label="{}">{}</nav>', t("nav.settings"),
                join(fmt('<a href="{}"{}>{}</a>', href, Markup(' aria-current="page"') if cur == current else "", t(key))
@@ -667,3 +668,113 @@ async def job_result(request: web.Request) -> web.StreamResponse:
             "Content-Disposition": f'attachment; filename="officebox-backup-{stamp}.json"'})
     flash(request, "restore.done")
     raise web.HTTPSeeOther("/settings")
+
+
+# -- prompts: upload a WAV, hear a text-to-speech preview ----------------------------------------
+PROMPT_MAX = 16 * 1024 * 1024
+PROMPT_NAME = __import__("re").compile(r"[^A-Za-z0-9_-]+")
+
+
+def _prompts_page(request: web.Request, form: Form, status: int = 200, shown: str = "") -> web.Response:
+    t = ctx(request).t
+    folder = request.app[BOX].config.prompts_dir
+    files = sorted(p.name for p in folder.glob("*.wav")) if folder.is_dir() else []
+    rows = [fmt('<tr><td class="mono">{}</td><td><audio controls preload="none" src="/settings/prompts/{}"></audio></td></tr>',
+                name, name) for name in files]
+    langs = [(c, n) for c, n in LANGUAGE_NAMES.items()]
+    body = join([settings_tabs(request, "prompts"), Markup(shown),
+                 fmt('<section class="card"><h2>{}</h2><p class="muted">{}</p>{}</section>', t("prompts.title"),
+                     t("prompts.help"), table([t("field.name"), ""], rows, empty=t("settings.none"))),
+                 fmt('<form method="post" action="/settings/prompts" enctype="multipart/form-data" class="card" novalidate>{}'
+                     '<h2>{}</h2>{}{}<div class="field{}"><label for="f-file">{}</label><input type="file" id="f-file" '
+                     'name="file" accept=".wav,audio/wav"{}>{}</div><button type="submit" class="primary">{}</button></form>',
+                     csrf_field(request), t("prompts.upload"), form_errors_summary(t, form),
+                     input_field(t, form, "name", t("field.name"), required=True, maxlength=40),
+                     " has-error" if form.errors.get("file") else "", t("prompts.file"),
+                     Markup(' aria-invalid="true" aria-describedby="e-file"') if form.errors.get("file") else "",
+                     fmt('<p class="field-error" id="e-file">{}</p>', form.errors["file"]) if form.errors.get("file") else "",
+                     t("prompts.upload")),
+                 fmt('<form method="post" action="/settings/prompts/preview" class="card" novalidate>{}<h2>{}</h2>{}{}'
+                     '<button type="submit">{}</button></form>', csrf_field(request), t("prompts.preview"),
+                     input_field(t, Form({"language": t.lang}), "text", t("field.prompt"), type="textarea", maxlength=500),
+                     input_field(t, Form({"language": t.lang}), "language", t("field.language"), options=langs),
+                     t("prompts.listen"))])
+    return page(request, t("prompts.title"), body, status=status)
+
+
+@routes.get("/settings/prompts")
+@access(*ADMINS)
+async def prompts(request: web.Request) -> web.Response:
+    return _prompts_page(request, Form())
+
+
+@routes.post("/settings/prompts")
+@access(*ADMINS)
+async def prompt_upload(request: web.Request) -> web.Response:
+    import asyncio
+    import os
+    import tempfile
+    from pathlib import Path
+
+    t = ctx(request).t
+    data = await request.post()
+    name = PROMPT_NAME.sub("-", str(data.get("name", "")).strip()).strip("-")[:40]
+    form = Form({"name": str(data.get("name", ""))})
+    if not name:
+        form.error("name", "form.required")
+    f = data.get("file")
+    if f is None or not hasattr(f, "file"):
+        form.error("file", t("restore.no_file"))
+        return _prompts_page(request, form, 400)
+    blob = f.file.read(PROMPT_MAX + 1)
+    if len(blob) > PROMPT_MAX:
+        form.error("file", t("restore.too_big"))
+    if not form.ok:
+        return _prompts_page(request, form, 400)
+    folder = Path(request.app[BOX].config.prompts_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".upload")
+    with os.fdopen(fd, "wb") as out:
+        out.write(blob)
+    problem = await asyncio.get_running_loop().run_in_executor(None, fwconfig.wav_problem, Path(tmp))
+    if problem:
+        os.unlink(tmp)
+        form.error("file", t("prompts.bad_wav"))
+        return _prompts_page(request, form, 400)
+    os.replace(tmp, folder / f"{name}.wav")
+    return _prompts_page(request, Form(), shown=fmt('<div class="flash ok" role="status">{}</div>',
+                                                    t("prompts.saved", name=f"{name}.wav")))
+
+
+@routes.get("/settings/prompts/{name}")
+@access(*ADMINS)
+async def prompt_file(request: web.Request) -> web.StreamResponse:
+    from pathlib import Path
+
+    name = request.match_info["name"]
+    if not __import__("re").fullmatch(r"[A-Za-z0-9_-]{1,40}\.wav", name):
+        raise web.HTTPNotFound()
+    path = Path(request.app[BOX].config.prompts_dir) / name
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    resp = web.FileResponse(path)
+    resp.content_type = "audio/wav"
+    return resp
+
+
+@routes.post("/settings/prompts/preview")
+@access(*ADMINS)
+async def prompt_preview(request: web.Request) -> web.StreamResponse:
+    data = await request.post()
+    text = str(data.get("text", "")).strip()[:500]
+    lang = str(data.get("language", "en"))
+    if not text or lang not in LANGUAGE_NAMES:
+        form = Form({"text": text})
+        form.error("text", "form.required")
+        return _prompts_page(request, form, 400)
+    try:
+        wav = await request.app[API].control.prompt_preview(text, lang)
+    except ControlError as e:
+        ctx(request).session.flash.append(("error", str(e)))
+        raise web.HTTPSeeOther("/settings/prompts")
+    return web.Response(body=wav, content_type="audio/wav", headers={"Content-Disposition": 'inline; filename="preview.wav"'})
