@@ -337,3 +337,15 @@ def test_queue_overflow_to_mobiles_needs_mobile_numbers(tmp_path):
     assert "no member extension has a mobile number" in found[0].message
     fixed = text.replace('password = "Blue-Kettle-Runs-2049"', 'password = "Blue-Kettle-Runs-2049"\nmobile = "+48600100200"')
     assert problems(fixed, tmp_path) == []
+
+
+def test_provisioning_reference_documents_every_key():
+    import dataclasses
+    from firmware.config import SECTIONS, FeatureCodes, Recording, Security, Smtp, field_docs
+    text = (ROOT / "firmware" / "data" / "PROVISIONING.md").read_text()
+    for cls in [*SECTIONS.values(), Security, Recording, FeatureCodes, Smtp]:
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            key = f.metadata.get("key", f.name)
+            assert f"| `{key}` |" in text, (cls.__name__, key)
+            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
