@@ -640,3 +640,19 @@ async def test_prompt_upload_checks_the_wav_and_tts_preview(seeded, make_client)
     r, _ = await cl.post("/settings/prompts/preview", {"text": "Dzień dobry", "language": "pl"})
     assert r.status == 200 and r.headers["Content-Type"] == "audio/wav"
     assert ("prompt_preview", "Dzień dobry", "pl") in seeded.control.actions
+
+
+async def test_manager_listens_in_to_a_running_call(seeded, make_client):
+    from firmware.pbx.live import LiveCall
+
+    seeded.live.put_call(LiveCall(id="talk1", started_at=time.time() - 30, state="talking", direction="inbound",
+                                  caller="+48601000555", callee="600", agent="201", answered_at=time.time() - 20))
+    cl = await _as(make_client, "maria", MANAGER_PW)
+    r, text = await cl.get("/live")
+    assert 'value="whisper"' in text
+    r, _ = await cl.post("/live/listen", {"call": "talk1", "mode": "whisper"})
+    assert r.status == 303 and seeded.control.actions == [("listen", "talk1", "203", "whisper")]
+    r, _ = await cl.post("/live/listen", {"call": "talk1", "mode": "record"})
+    assert r.status == 400
+    r, _ = await cl.post("/live/listen", {"call": "gone", "mode": "listen"})
+    assert r.status == 400

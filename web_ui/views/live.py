@@ -61,11 +61,23 @@ def render_board(request: web.Request, snap: dict[str, Any]) -> Markup:
         for pos, (call_id, caller, since) in enumerate(q["waiting"], 1):
             wrows.append(fmt('<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>',
                              q["name"] or q["number"], caller, pos, _since(t, now, since)))
+    user = ctx(request).user
+    can_listen = bool(user and user.extension)
+
+    def listen(c: dict[str, Any]) -> Markup:
+        if not can_listen or c["state"] not in ("talking", "held"):
+            return Markup("")
+        return fmt('<form method="post" action="/live/listen" class="inline">{}<input type="hidden" name="call" value="{}">'
+                   '<button type="submit" name="mode" value="listen" class="small">{}</button> '
+                   '<button type="submit" name="mode" value="whisper" class="small">{}</button> '
+                   '<button type="submit" name="mode" value="barge" class="small">{}</button></form>',
+                   csrf_field(request), c["id"], t("live.listen"), t("live.whisper"), t("live.barge"))
+
     crows = [fmt('<tr data-call="{}"><td>{}</td><td>{}</td><td>{}</td><td><span class="badge call-{}">{}</span></td>'
-                 '<td>{}</td><td>{}</td><td class="num">{}</td></tr>',
+                 '<td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>',
                  c["id"], t("dir." + c["direction"]), c["caller_name"] or c["caller"], c["callee"], c["state"],
                  t("call." + c["state"]), c["agent"] or "–", c["queue"] or "–",
-                 _since(t, now, c["answered_at"] or c["started_at"]))
+                 _since(t, now, c["answered_at"] or c["started_at"]), listen(c))
              for c in calls]
     arows = [fmt('<tr><td>{}</td><td>{}</td><td><span class="badge agent-{}">{}</span>{}</td><td class="num">{}</td><td>{}</td></tr>',
                  a["extension"], a["name"], a["state"], t("agent." + a["state"]),
@@ -84,7 +96,7 @@ def render_board(request: web.Request, snap: dict[str, Any]) -> Markup:
                      empty=t("live.none_agents")),
                t("live.calls_title"),
                table([t("col.direction"), t("col.caller"), t("col.callee"), t("col.state"), t("col.agent"),
-                      t("col.queue"), t("col.duration")], crows, empty=t("live.none_calls")))
+                      t("col.queue"), t("col.duration"), ""], crows, empty=t("live.none_calls")))
 
 
 @routes.get("/live")
@@ -151,3 +163,27 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
         return {"now": snap["now"], "version": snap["version"], "html": render_board(request, snap)}
 
     return await event_stream(request, make)
+
+
+@routes.post("/live/listen")
+@access(*MANAGERS)
+async def listen_in(request: web.Request) -> web.Response:
+    """Ring the manager's phone and join a running call: listen, whisper to the agent, or barge in."""
+    from firmware.api import ControlError
+    from web_ui.views.common import flash
+
+    c = ctx(request)
+    data = await request.post()
+    call_id = str(data.get("call", ""))[:80]
+    mode = str(data.get("mode", ""))
+    if mode not in ("listen", "whisper", "barge") or call_id not in request.app[API].live.calls:
+        raise web.HTTPBadRequest()
+    if not c.user.extension:
+        flash(request, "missed.no_extension", "error")
+    else:
+        try:
+            await request.app[API].control.listen(call_id, c.user.extension, mode)
+            flash(request, "live.listening")
+        except ControlError as e:
+            c.session.flash.append(("error", str(e)))
+    raise web.HTTPSeeOther("/live")
