@@ -3,17 +3,14 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 
-import pytest
-
 from firmware.store.calls import CallStore
 from firmware.store.config_store import ConfigStore
-from tests.conftest import DATA, ROOT
+from tests.conftest import ROOT
 
 CONFIG_WRITER = textwrap.dedent("""
     import sys
