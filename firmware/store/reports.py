@@ -436,14 +436,14 @@ class Reports:
                           agents: Sequence[str] | None = None) -> list[AgentPerformance]:
         """Per-agent figures for the period (agents with any activity, or the ones given).
 
-        ``long_call_s`` is one of :data:`~firmware.store.calls.TG_EDGES`, ``short_call_s`` one
-        of :data:`~firmware.store.calls.HS_EDGES`.
+        Thresholds in :data:`~firmware.store.calls.TG_EDGES` (long) and
+        :data:`~firmware.store.calls.HS_EDGES` (short) come from the summaries; other values
+        are counted from the raw rows (slower on big stores).
         """
         self._check_period(since, until)
-        if long_call_s not in TG_EDGES:
-            raise ReportError(f"long_call_s must be one of {', '.join(map(str, TG_EDGES))}")
-        if short_call_s not in HS_EDGES:
-            raise ReportError(f"short_call_s must be one of {', '.join(map(str, HS_EDGES))}")
+        for v, name in ((long_call_s, "long_call_s"), (short_call_s, "short_call_s")):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 86400:
+                raise ReportError(f"{name} must be a number of seconds between 1 and 86400")
         q = self.calls.query
         full, edges = self._split(since, until, 86400)
         parts, p = [], {"sign": 1}
@@ -484,6 +484,18 @@ class Reports:
             f"AND i.external_number = o.external_number AND i.started_at >= ? AND i.started_at < ?) "
             f"GROUP BY o.from_extension", (*pp, *pp))}
         uniq = {a: uniq_in.get(a, 0) + uniq_out.get(a, 0) - both.get(a, 0) for a in set(uniq_in) | set(uniq_out)}
+        long_raw = short_raw = None
+        if long_call_s not in TG_EDGES:
+            long_raw = {r[0]: int(r[1] or 0) for r in q(
+                "SELECT from_extension, sum(coalesce(talk_s, 0) >= ?) FROM calls INDEXED BY calls_out "
+                "WHERE direction = 'outbound' AND started_at >= ? AND started_at < ? AND status != 'in_progress' "
+                "AND from_extension != '' GROUP BY from_extension", (long_call_s, *pp))}
+        if short_call_s not in HS_EDGES:
+            short_raw = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in q(
+                "SELECT answered_by, sum(coalesce(talk_s, 0) < ?), sum(hangup_side = 'callee' AND coalesce(talk_s, 0) < ?) "
+                "FROM calls INDEXED BY calls_agent_in WHERE answered_by != '' AND direction = 'inbound' "
+                "AND answered_at IS NOT NULL AND started_at >= ? AND started_at < ? AND status != 'in_progress' "
+                "GROUP BY answered_by", (short_call_s, short_call_s, *pp))}
         states, reasons = self._state_seconds(since, until)
         names = ({a for a, _ in calls} | set(rings) | set(states)) if agents is None else set(agents)
         out = []
@@ -497,13 +509,17 @@ class Reports:
             out.append(AgentPerformance(
                 agent=a, answered=n_an, made=n_md, made_connected=con, unique_customers=uniq.get(a, 0),
                 unique_answered_customers=uniq_in.get(a, 0), avg_wait_s=_ratio(float(an["wait_sum"]), n_an),
-                long_outgoing=int(md[f"tg_{long_call_s}"]), unique_outgoing_customers=uniq_out.get(a, 0),
+                long_outgoing=(long_raw.get(a, 0) if long_raw is not None else int(md[f"tg_{long_call_s}"])),
+                unique_outgoing_customers=uniq_out.get(a, 0),
                 talk_s=talk, avg_talk_s=_ratio(talk, n_an + con),
                 wrapup_s=float(an["wrapup_sum"]) + float(md["wrapup_sum"]),
                 rings_offered=int(rg["offered"]) if rg else 0, rings_answered=int(rg["answered"]) if rg else 0,
                 rings_missed=int(rg["missed"]) if rg else 0, rings_caller_hung_up=int(rg["caller_hangup"]) if rg else 0,
                 avg_ring_to_answer_s=_ratio(float(rg["ans_secs"]), float(rg["ans_n"])) if rg else None,
-                short_answered=n_an - int(an[f"tg_{short_call_s}"]), short_hung_up_by_agent=int(an[f"hs_{short_call_s}"]),
+                short_answered=(short_raw.get(a, (0, 0))[0] if short_raw is not None
+                                else n_an - int(an[f"tg_{short_call_s}"])),
+                short_hung_up_by_agent=(short_raw.get(a, (0, 0))[1] if short_raw is not None
+                                        else int(an[f"hs_{short_call_s}"])),
                 state_s=states.get(a, {}), pause_reasons_s=reasons.get(a, {})))
         return out
 
@@ -597,7 +613,10 @@ class Reports:
     def trend(self, since: float, until: float, *, queue: str = "", short_abandon_s: int = 5) -> list[DayTrend]:
         """Average speed of answer and abandon rate of queue calls per local day."""
         self._check_period(since, until)
-        ab = _ab_col(short_abandon_s)
+        if isinstance(short_abandon_s, bool) or not isinstance(short_abandon_s, (int, float)) or short_abandon_s < 0:
+            raise ReportError("short_abandon_s must be a number of seconds")
+        summarised = short_abandon_s == 0 or short_abandon_s in AB_EDGES
+        ab = "0" if not summarised or short_abandon_s == 0 else f"ab_{short_abandon_s}"
         where, params = "direction = 'inbound' AND queue != ''", {}
         if queue:
             where += " AND queue = :queue"
@@ -609,6 +628,17 @@ class Reports:
             acc = by_day.setdefault(local_of(int(hour)) // 86400, [0.0] * 5)
             for i, v in enumerate(vals):
                 acc[i] += float(v or 0)
+        if not summarised:
+            sql = ("SELECT started_at FROM calls INDEXED BY calls_queue_wait WHERE direction = 'inbound' "
+                   "AND queue != '' AND started_at >= ? AND started_at < ? AND status = 'abandoned' "
+                   "AND coalesce(wait_s, 0) < ?")
+            args: list[Any] = [since, until, short_abandon_s]
+            if queue:
+                sql += " AND queue = ?"
+                args.append(queue)
+            for (t,) in self.calls.query(sql, args):
+                day = (int(t) + int(self.local(t).utcoffset().total_seconds())) // 86400  # type: ignore[union-attr]
+                by_day.setdefault(day, [0.0] * 5)[4] += 1
         out = []
         for d, day in self._days(since, until):
             n, answered, wait, abandoned, short = by_day.get(d, [0.0] * 5)
@@ -643,23 +673,39 @@ class Reports:
     def queue_kpis(self, since: float, until: float, *, thresholds: Mapping[str, tuple[int, int]] | None = None,
                    service_level_s: int = 20, short_abandon_s: int = 5) -> list[QueueKpi]:
         """KPIs per queue. ``thresholds`` maps a queue to (service_level_s, short_abandon_s)
-        (the queues' settings); other queues use the keyword defaults. Service levels are one of
-        :data:`~firmware.store.calls.SL_EDGES`, short abandons 0 or one of
-        :data:`~firmware.store.calls.AB_EDGES`."""
+        (the queues' settings); other queues use the keyword defaults. Thresholds in
+        :data:`~firmware.store.calls.SL_EDGES` / :data:`~firmware.store.calls.AB_EDGES` come
+        from the summaries, others from the raw rows."""
         self._check_period(since, until)
         th = dict(thresholds or {})
         for sl, sa in [*th.values(), (service_level_s, short_abandon_s)]:
-            _sl_col(sl)
-            _ab_col(sa)
+            for v, name in ((sl, "service level"), (sa, "short abandon")):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 86400:
+                    raise ReportError(f"{name} must be a number of seconds")
         sums = ", ".join(f"sum({c})" for c in CALL_HOURS_COLS)
         rows, _ = self._hour_rows(since, until, "direction = 'inbound' AND queue != ''", {}, f"queue, {sums}", "queue")
+        raw: dict[str, tuple[int, int]] | None = None
+        if any(sl not in SL_EDGES or (sa and sa not in AB_EDGES)
+               for sl, sa in [*th.values(), (service_level_s, short_abandon_s)]):
+            values = ", ".join("(?, ?, ?)" for _ in th) or "(NULL, NULL, NULL)"
+            raw = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in self.calls.query(
+                f"WITH t(queue, sl, sa) AS (VALUES {values}) SELECT c.queue, "
+                f"sum(c.answered_at IS NOT NULL AND coalesce(c.wait_s, 0) <= coalesce(t.sl, ?)), "
+                f"sum(c.status = 'abandoned' AND coalesce(c.wait_s, 0) < coalesce(t.sa, ?)) "
+                f"FROM calls c INDEXED BY calls_queue_wait LEFT JOIN t ON t.queue = c.queue "
+                f"WHERE c.direction = 'inbound' AND c.queue != '' AND c.started_at >= ? AND c.started_at < ? "
+                f"AND c.status != 'in_progress' GROUP BY c.queue",
+                [*(x for k, (a, b) in th.items() for x in (k, a, b)), service_level_s, short_abandon_s, since, until])}
         out = []
         for r in sorted(rows, key=lambda r: r[0]):
             v = dict(zip(CALL_HOURS_COLS, (float(x or 0) for x in r[1:])))
             sl, sa = th.get(r[0], (service_level_s, short_abandon_s))
             offered, answered, abandoned = int(v["n"]), int(v["answered"]), int(v["abandoned"])
-            short = int(v[_ab_col(sa)]) if sa else 0
-            within = int(v[_sl_col(sl)])
+            if raw is not None:
+                within, short = raw.get(r[0], (0, 0))
+            else:
+                short = int(v[f"ab_{sa}"]) if sa else 0
+                within = int(v[f"sl_{sl}"])
             base = offered - short
             out.append(QueueKpi(
                 queue=r[0], offered=offered, answered=answered, abandoned=abandoned, short_abandoned=short,
@@ -802,20 +848,6 @@ class Reports:
                             *(_csv_safe(x) for x in r[17:])])
             last = (rows[-1][0], rows[-1][-1])
             yield buf.getvalue()
-
-
-def _sl_col(sl: int) -> str:
-    if sl not in SL_EDGES:
-        raise ReportError(f"service level must be one of {', '.join(map(str, SL_EDGES))} seconds")
-    return f"sl_{sl}"
-
-
-def _ab_col(sa: int) -> str:
-    if sa == 0:
-        return "0"
-    if sa not in AB_EDGES:
-        raise ReportError(f"short abandon must be 0 or one of {', '.join(map(str, AB_EDGES))} seconds")
-    return f"ab_{sa}"
 
 
 def _fmt(v: float | None) -> str:

@@ -136,8 +136,14 @@ def test_agent_performance(rep):
     assert (c.answered, c.unique_customers, c.avg_wait_s, c.talk_s, c.rings_offered) == (1, 1, 5.0, 300.0, 1)
     longer = {p.agent: p for p in r.agent_performance(*r.period("2026-11-23", "2026-11-29"), long_call_s=10)}
     assert longer["201"].long_outgoing == 2
-    with pytest.raises(ReportError, match="long_call_s must be one of"):
-        r.agent_performance(*r.period("2026-11-23"), long_call_s=31)
+    odd = {p.agent: p for p in r.agent_performance(*r.period("2026-11-23", "2026-11-29"), long_call_s=44,
+                                                   short_call_s=4)}
+    assert (odd["201"].long_outgoing, odd["202"].short_answered, odd["202"].short_hung_up_by_agent) == (1, 0, 0)
+    odd = {p.agent: p for p in r.agent_performance(*r.period("2026-11-23", "2026-11-29"), long_call_s=46,
+                                                   short_call_s=7)}
+    assert (odd["201"].long_outgoing, odd["202"].short_answered, odd["202"].short_hung_up_by_agent) == (0, 1, 1)
+    with pytest.raises(ReportError, match="long_call_s must be a number"):
+        r.agent_performance(*r.period("2026-11-23"), long_call_s=0)
 
 
 def test_agent_states_clipped_to_a_part_of_a_day(rep):
@@ -179,8 +185,11 @@ def test_queue_kpis_with_formulas(rep):
     strict = {x.queue: x for x in r.queue_kpis(*r.period("2026-11-23", "2026-11-29"), service_level_s=10,
                                                short_abandon_s=0)}
     assert (strict["600"].service_level, strict["600"].abandon_rate) == (0.0, 0.4)
-    with pytest.raises(ReportError, match="service level must be one of"):
-        r.queue_kpis(*r.period("2026-11-23"), service_level_s=21)
+    odd = {x.queue: x for x in r.queue_kpis(*r.period("2026-11-23", "2026-11-29"), thresholds={"600": (25, 4)})}
+    assert (odd["600"].answered_within_sl, odd["600"].short_abandoned, odd["600"].service_level) == (2, 1, 0.5)
+    assert odd["601"].service_level == 1.0
+    with pytest.raises(ReportError, match="service level must be a number"):
+        r.queue_kpis(*r.period("2026-11-23"), service_level_s="fast")
 
 
 def test_trend_and_wait_distribution(rep):
@@ -189,6 +198,8 @@ def test_trend_and_wait_distribution(rep):
     assert [(d.day, d.offered, d.asa_s, d.abandon_rate) for d in tr] == [
         ("2026-11-23", 4, 18.5, pytest.approx(1 / 3)), ("2026-11-24", 1, 5.0, 0.0), ("2026-11-25", 0, None, None),
         ("2026-11-26", 1, None, 0.0)]
+    odd = r.trend(*r.period("2026-11-23", "2026-11-26"), short_abandon_s=2)
+    assert [d.abandon_rate for d in odd][:2] == [0.5, 0.0]
     w = r.wait_distribution(*r.period("2026-11-23", "2026-11-29"), bucket_s=10, max_s=60)
     assert [(b.lo_s, b.hi_s, b.answered, b.abandoned) for b in w] == [
         (0, 10, 1, 1), (10, 20, 1, 0), (20, 30, 1, 0), (30, 40, 0, 0), (40, 50, 0, 1), (50, 60, 0, 0), (60, None, 0, 0)]
