@@ -26,6 +26,7 @@ import csv
 import datetime as _dt
 import io
 import math
+import re
 import sqlite3
 import time
 from bisect import bisect_right
@@ -284,6 +285,14 @@ class Reports:
         self.use_summaries = use_summaries
         self.configure(timezone=timezone)
 
+    def _q(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        try:
+            return self.calls.query(sql, params)
+        except sqlite3.OperationalError as e:
+            if "no query solution" not in str(e):
+                raise
+            return self.calls.query(re.sub(r" INDEXED BY \w+", "", sql), params)
+
     def configure(self, *, timezone: str) -> None:
         """Change the time zone (config store subscribers call this)."""
         try:
@@ -394,7 +403,7 @@ class Reports:
 
             def local_of(hour: int) -> int:
                 return hour * 3600
-        rows = self.calls.query(f"SELECT {select} FROM ({' UNION ALL '.join(parts)}) WHERE {where} "
+        rows = self._q(f"SELECT {select} FROM ({' UNION ALL '.join(parts)}) WHERE {where} "
                                 f"GROUP BY {group}", p)
         return rows, local_of
 
@@ -410,7 +419,7 @@ class Reports:
         if queue:
             where += " AND c.queue = ?"
             params.append(queue)
-        q = self.calls.query
+        q = self._q
         head = q(f"SELECT count(*), sum(CASE WHEN m.closed_at IS NULL THEN 1 ELSE 0 END) FROM calls c "
                  f"INDEXED BY calls_missed LEFT JOIN missed_call_links l ON l.call_id = c.id "
                  f"LEFT JOIN missed_calls m ON m.id = l.missed_id WHERE {where}", params)[0]
@@ -425,7 +434,7 @@ class Reports:
     def missed_not_returned(self, *, now: float | None = None, limit: int = 500) -> list[OpenMissed]:
         """Customers still waiting for a call back, longest waiting first."""
         t = self.clock() if now is None else now
-        rows = self.calls.query("SELECT number, first_missed_at, last_missed_at, count, queue, last_call_id "
+        rows = self._q("SELECT number, first_missed_at, last_missed_at, count, queue, last_call_id "
                                 "FROM missed_calls WHERE closed_at IS NULL ORDER BY first_missed_at LIMIT ?",
                                 (min(int(limit), 10_000),))
         return [OpenMissed(r[0], r[1], r[2], r[3], max(0.0, t - r[1]), r[4], r[5]) for r in rows]
@@ -444,7 +453,7 @@ class Reports:
         for v, name in ((long_call_s, "long_call_s"), (short_call_s, "short_call_s")):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 86400:
                 raise ReportError(f"{name} must be a number of seconds between 1 and 86400")
-        q = self.calls.query
+        q = self._q
         full, edges = self._split(since, until, 86400)
         parts, p = [], {"sign": 1}
         if full is not None:
@@ -524,7 +533,7 @@ class Reports:
         return out
 
     def _state_seconds(self, since: float, until: float) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-        q = self.calls.query
+        q = self._q
         totals: dict[tuple[str, str, str], float] = {}
 
         def add(agent: str, state: str, reason: str, secs: float) -> None:
@@ -636,7 +645,7 @@ class Reports:
             if queue:
                 sql += " AND queue = ?"
                 args.append(queue)
-            for (t,) in self.calls.query(sql, args):
+            for (t,) in self._q(sql, args):
                 day = (int(t) + int(self.local(t).utcoffset().total_seconds())) // 86400  # type: ignore[union-attr]
                 by_day.setdefault(day, [0.0] * 5)[4] += 1
         out = []
@@ -659,7 +668,7 @@ class Reports:
         if queue:
             where += " AND queue = ?"
             params.append(queue)
-        rows = self.calls.query(
+        rows = self._q(
             f"SELECT min(CAST(coalesce(wait_s, 0) / ? AS INTEGER), ?) AS b, "
             f"sum(answered_at IS NOT NULL), sum(status = 'abandoned') FROM calls INDEXED BY calls_queue_wait "
             f"WHERE {where} GROUP BY b", [bucket_s, top, *params])
@@ -688,7 +697,7 @@ class Reports:
         if any(sl not in SL_EDGES or (sa and sa not in AB_EDGES)
                for sl, sa in [*th.values(), (service_level_s, short_abandon_s)]):
             values = ", ".join("(?, ?, ?)" for _ in th) or "(NULL, NULL, NULL)"
-            raw = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in self.calls.query(
+            raw = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in self._q(
                 f"WITH t(queue, sl, sa) AS (VALUES {values}) SELECT c.queue, "
                 f"sum(c.answered_at IS NOT NULL AND coalesce(c.wait_s, 0) <= coalesce(t.sl, ?)), "
                 f"sum(c.status = 'abandoned' AND coalesce(c.wait_s, 0) < coalesce(t.sa, ?)) "
@@ -782,8 +791,8 @@ class Reports:
         limit, offset = _page(limit, offset)
         where, params, index = self._where(f)
         hint = f" INDEXED BY {index}" if index else ""
-        total = self.calls.query(f"SELECT count(*) FROM calls{hint} WHERE {where}", params)[0][0]
-        rows = self.calls.query(f"SELECT * FROM calls{hint} WHERE {where} ORDER BY started_at DESC, id DESC "
+        total = self._q(f"SELECT count(*) FROM calls{hint} WHERE {where}", params)[0][0]
+        rows = self._q(f"SELECT * FROM calls{hint} WHERE {where} ORDER BY started_at DESC, id DESC "
                                 f"LIMIT ? OFFSET ?", [*params, limit, offset])
         return CallPage([_call(r) for r in rows], total, limit, offset)
 
@@ -803,7 +812,7 @@ class Reports:
         if extension:
             where += " AND from_extension = ?"
             params.append(extension)
-        r = self.calls.query(
+        r = self._q(
             f"SELECT count(*), sum(answered_at IS NOT NULL), sum(coalesce(talk_s, 0) >= ?), "
             f"count(DISTINCT NULLIF(external_number, '')), sum(coalesce(talk_s, 0)) FROM calls INDEXED BY calls_out "
             f"WHERE {where}", [long_call_s, *params])[0]
@@ -832,7 +841,7 @@ class Reports:
             if last is not None:
                 extra = " AND (started_at < ? OR (started_at = ? AND id < ?))"
                 p2 += [last[0], last[0], last[1]]
-            rows = self.calls.query(f"SELECT {cols} FROM calls{hint} WHERE {where}{extra} "
+            rows = self._q(f"SELECT {cols} FROM calls{hint} WHERE {where}{extra} "
                                     f"ORDER BY started_at DESC, id DESC LIMIT ?", [*p2, chunk])
             if not rows:
                 return

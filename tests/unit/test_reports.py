@@ -341,3 +341,20 @@ def _rounded(x):
     if isinstance(x, float):
         return round(x, 4)
     return x
+
+
+def test_reports_survive_an_index_from_another_version(tmp_path):
+    s = CallStore(tmp_path / "c.sqlite", clock=lambda: NOW)
+    try:
+        inbound(s, T(0, 9, 10), "+48600000001", "600", wait=12, answered_by="201", talk=100)
+        s.flush()
+        conn = sqlite3.connect(s.path)
+        conn.execute("DROP INDEX calls_agent_in")
+        conn.execute("CREATE INDEX calls_agent_in ON calls(answered_by) WHERE note != ''")
+        conn.commit()
+        conn.close()
+        r = Reports(s, timezone="Europe/Warsaw", clock=lambda: NOW)
+        p = r.agent_performance(T(0, 0, 0), T(1, 0, 0))
+        assert [(x.agent, x.answered, x.unique_customers) for x in p] == [("201", 1, 1)]
+    finally:
+        s.close()

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from firmware.store.calls import CallStore, rebuild_summaries  # noqa: E402
 from firmware.store.reports import CallFilter, Reports  # noqa: E402
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 TZ = "Europe/Warsaw"
 QUEUES = {"600": [f"{n}" for n in range(201, 209)],
           "601": [f"{n}" for n in range(206, 213)],
