@@ -125,11 +125,9 @@ class MediaDescription:
         rtpmap: dict[str, tuple[str, int, int | None]] = {}
         fmtp: dict[str, str] = {}
         for value in self.attribute_values("rtpmap"):
-            pt, _, enc = value.partition(" ")
-            parts = enc.strip().split("/")
-            if len(parts) < 2 or not parts[1].isdigit() or (len(parts) > 2 and not parts[2].isdigit()):
-                raise _bad(f"Invalid rtpmap attribute: {value}")
-            rtpmap[pt] = (parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else None)
+            parsed = _rtpmap(value)
+            if parsed is not None:
+                rtpmap[parsed[0]] = parsed[1:]
         for value in self.attribute_values("fmtp"):
             pt, _, params = value.partition(" ")
             fmtp[pt] = params.strip()
@@ -166,6 +164,14 @@ class MediaDescription:
         """Replace the direction attribute."""
         self.attributes = [(k, v) for k, v in self.attributes if k not in DIRECTIONS]
         self.attributes.append((direction, None))
+
+
+def _rtpmap(value: str) -> tuple[str, str, int, int | None] | None:
+    pt, _, enc = value.partition(" ")
+    parts = enc.strip().split("/")
+    if len(parts) < 2 or not parts[1].isdigit() or (len(parts) > 2 and not parts[2].isdigit()):
+        return None
+    return pt, parts[0], int(parts[1]), int(parts[2]) if len(parts) > 2 else None
 
 
 @dataclass
@@ -304,9 +310,12 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         raise _bad("SDP has no o= line")
     sdp.origin = origin
     for m in sdp.media:
-        if m.port and m.media == "audio" and sdp.connection_for(m) is None:
-            raise _bad("SDP audio stream has no c= line")
-        m.codecs
+        if m.port and m.media == "audio":
+            if sdp.connection_for(m) is None:
+                raise _bad("SDP audio stream has no c= line")
+            for value in m.attribute_values("rtpmap"):
+                if _rtpmap(value) is None:
+                    raise _bad(f"Invalid rtpmap attribute: {value}")
     return sdp
 
 

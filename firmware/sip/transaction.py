@@ -155,12 +155,15 @@ _Owner = Union[ClientTransaction, ServerTransaction, _AckWait]
 
 
 def _server_key(req: SipRequest, method: str | None = None) -> tuple[object, ...]:
+    """RFC 3261 17.2.3 matching, plus the CSeq number (phones reusing a branch) and the source
+    that :meth:`TransactionLayer._stamp_via` wrote into the Via (clients whose branches collide)."""
     via = req.top_via
     m = method or ("INVITE" if req.method == "ACK" else req.method)
+    source = (via.params.get("received"), via.params.get("rport"))
     if via.rfc3261:
-        return (via.branch, via.sent_by.lower(), m, req.cseq.seq)
+        return (via.branch, via.sent_by.lower(), via.transport, m, req.cseq.seq, source)
     return ("2543", str(req.uri), req.from_tag, req.call_id, req.cseq.seq, via.sent_by.lower(),
-            via.branch, m)
+            via.branch, m, source)
 
 
 class TransactionLayer:

@@ -1,0 +1,441 @@
+"""SIP over UDP and TCP on asyncio: the thin I/O shell around :class:`TransactionLayer`.
+
+Datagrams and stream segments go into the sans-I/O layer with ``now = loop.time()``; what the
+layer wants sent goes out; its events go to ``on_event``; one ``loop.call_at`` timer is re-armed
+from ``layer.get_timer()`` (aioquic's ``QuicConnectionProtocol`` pattern).
+
+TCP connections are kept per remote address: responses go back on the connection the request
+came in on, and requests to an address with an open connection (a phone behind NAT that
+registered over TCP) reuse it. A double-CRLF ping is answered with a CRLF pong (RFC 5626).
+Nothing a peer sends can raise out of this module: malformed input is answered as the parser's
+``status_hint`` says, or dropped, and TU callbacks that raise are logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from firmware.sip.errors import SipParseError
+from firmware.sip.events import Addr, SipEvent
+from firmware.sip.message import MAX_MESSAGE_SIZE, KeepAlive, Message, SipRequest, SipResponse, StreamParser
+from firmware.sip.transaction import ClientTransaction, ServerTransaction, Timers, TransactionLayer
+from firmware.sip.uri import SipUri
+
+log = logging.getLogger("firmware.sip")
+
+EventHandler = Callable[[SipEvent], Any]
+SourceFilter = Callable[[str], bool]
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.endpoint._datagram(data, addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+class _Tcp(asyncio.Protocol):
+    """One TCP connection (accepted or opened by us)."""
+
+    def __init__(self, endpoint: SipEndpoint, remote: Addr | None) -> None:
+        self.endpoint = endpoint
+        self.remote = remote
+        self.transport: asyncio.Transport | None = None
+        self.parser = StreamParser(endpoint.max_size)
+        self.last_activity = 0.0
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.last_activity = self.endpoint._loop.time()
+        peer = transport.get_extra_info("peername")
+        if self.remote is None:
+            self.remote = Addr("tcp", peer[0], peer[1])
+        self.endpoint._tcp_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.endpoint._loop.time()
+        self.endpoint._segment(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint._tcp_closed(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class SipEndpoint:
+    """A SIP endpoint listening on UDP and TCP. Create with :meth:`create`.
+
+    ``on_event(event)`` receives every :mod:`firmware.sip.events` event (it may return an
+    awaitable, which is run as a task). ``accept_source(ip)`` is asked before anything from
+    ``ip`` is parsed (per datagram, per TCP segment and per new connection): the security
+    policy's rate limiter and ban list plug in here.
+    """
+
+    def __init__(self, layer: TransactionLayer, on_event: EventHandler | None,
+                 accept_source: SourceFilter | None, *, max_size: int, tcp_idle_timeout: float,
+                 tcp_partial_timeout: float, max_connections: int) -> None:
+        self.layer = layer
+        """The sans-I/O transaction layer (inspect ``layer.stats`` for counters)."""
+        self.on_event = on_event
+        """Event callback."""
+        self.accept_source = accept_source
+        """Source filter, or ``None`` to accept everything."""
+        self.max_size = max_size
+        self.tcp_idle_timeout = tcp_idle_timeout
+        """Seconds an idle TCP connection is kept."""
+        self.tcp_partial_timeout = tcp_partial_timeout
+        """Seconds a TCP connection may sit on an incomplete message (RFC 4475 clerr)."""
+        self.max_connections = max_connections
+        """TCP connections accepted at most (more are closed at once)."""
+        self.advertised_host = "127.0.0.1"
+        """Host written in our Via headers and suggested for Contact."""
+        self.stats = {"filtered": 0, "tcp_accepted": 0, "tcp_refused": 0, "callback_errors": 0,
+                      "keepalives": 0}
+        """Transport counters."""
+        self._loop = asyncio.get_running_loop()
+        self._udp: _Udp | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: dict[Addr, _Tcp] = {}
+        self._connecting: dict[Addr, list[bytes]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._processing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+        self._port = 0
+
+    @classmethod
+    async def create(cls, bind: tuple[str, int] = ("0.0.0.0", 5060), *, timers: Timers | None = None,
+                     on_event: EventHandler | None = None, accept_source: SourceFilter | None = None,
+                     transports: tuple[str, ...] = ("udp", "tcp"), advertise: str | None = None,
+                     layer: TransactionLayer | None = None, max_size: int = MAX_MESSAGE_SIZE,
+                     tcp_idle_timeout: float = 600.0, tcp_partial_timeout: float = 32.0,
+                     max_connections: int = 1024) -> SipEndpoint:
+        """Bind UDP and TCP on ``bind`` (port 0: one free port shared by both)."""
+        layer = layer or TransactionLayer(timers=timers, max_size=max_size)
+        self = cls(layer, on_event, accept_source, max_size=max_size, tcp_idle_timeout=tcp_idle_timeout,
+                   tcp_partial_timeout=tcp_partial_timeout, max_connections=max_connections)
+        host, port = bind
+        for attempt in range(20):
+            try:
+                await self._bind(host, port, transports)
+                break
+            except OSError as e:
+                await self._unbind()
+                if port != 0 or e.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
+        self.advertised_host = advertise or _guess_host(host)
+        for t in transports:
+            layer.set_sent_by(t, self.advertised_host, self._port)
+        self._sweeper = self._loop.create_task(self._sweep())
+        return self
+
+    async def _bind(self, host: str, port: int, transports: tuple[str, ...]) -> None:
+        if "udp" in transports:
+            transport, proto = await self._loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(host, port), reuse_port=False)
+            self._udp = proto
+            port = transport.get_extra_info("sockname")[1]
+        if "tcp" in transports:
+            self._server = await self._loop.create_server(lambda: _Tcp(self, None), host, port,
+                                                          reuse_address=True)
+            port = self._server.sockets[0].getsockname()[1]
+        self._port = port
+
+    async def _unbind(self) -> None:
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.close()
+        self._udp = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._server = None
+
+    # --- public API -----------------------------------------------------------------------
+    @property
+    def local_addr(self) -> tuple[str, int]:
+        """``(host, port)`` the endpoint is bound to (the same port for UDP and TCP)."""
+        if self._udp is not None and self._udp.transport is not None:
+            return self._udp.transport.get_extra_info("sockname")[:2]
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[:2]
+
+    def contact_uri(self, user: str | None = None, transport: str = "udp") -> SipUri:
+        """A Contact URI reaching this endpoint."""
+        params: dict[str, str | None] = {} if transport == "udp" else {"transport": transport}
+        return SipUri(host=self.advertised_host, user=user, port=self._port, params=params)
+
+    def send_request(self, request: SipRequest, dest: Addr) -> ClientTransaction:
+        """Send a request through a new client transaction."""
+        txn = self.layer.send_request(request, dest, self._loop.time())
+        self._process()
+        return txn
+
+    def send_response(self, target: ServerTransaction | SipRequest, response: SipResponse) -> None:
+        """Send a response through the server transaction of ``target``."""
+        self.layer.send_response(target, response, self._loop.time())
+        self._process()
+
+    def send_stateless(self, message: Message, dest: Addr) -> None:
+        """Send a message outside any transaction (ACK of a 2xx...)."""
+        self.layer.send_stateless(message, dest)
+        self._process()
+
+    def cancel(self, invite: ClientTransaction, reason: str | None = None) -> ClientTransaction | None:
+        """CANCEL a pending INVITE (see :meth:`TransactionLayer.cancel`)."""
+        txn = self.layer.cancel(invite, self._loop.time(), reason)
+        self._process()
+        return txn
+
+    def send_keepalive(self, dest: Addr) -> None:
+        """A CRLF keep-alive (RFC 5626 double CRLF) to ``dest``, opening no new TCP connection."""
+        if dest.transport == "udp":
+            self._transmit(b"\r\n\r\n", dest)
+        elif dest in self._conns:
+            self._conns[dest].write(b"\r\n\r\n")
+
+    def has_connection(self, dest: Addr) -> bool:
+        """Whether a TCP connection to ``dest`` is open."""
+        return dest in self._conns
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, cancel timers and tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self._conns.values()):
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._unbind()
+        conns = [c.closed for c in self._conns.values()]
+        if conns:
+            await asyncio.wait(conns, timeout=2)
+
+    # --- input ------------------------------------------------------------------------------
+    def _accepted(self, ip: str) -> bool:
+        if self.accept_source is None:
+            return True
+        try:
+            ok = bool(self.accept_source(ip))
+        except Exception:  # noqa: BLE001 - a broken policy callback must not stop SIP
+            log.exception("accept_source(%s) failed", ip)
+            ok = True
+        if not ok:
+            self.stats["filtered"] += 1
+        return ok
+
+    def _datagram(self, data: bytes, ip: str, port: int) -> None:
+        if self._closed or not self._accepted(ip):
+            return
+        if not data.strip(b"\r\n \t"):
+            self.stats["keepalives"] += 1
+            return
+        try:
+            self.layer.receive_datagram(data, Addr("udp", ip, port), self._loop.time())
+        except Exception:  # noqa: BLE001 - nothing from the network may escape
+            log.exception("SIP datagram from %s:%d broke the stack", ip, port)
+        self._process()
+
+    def _segment(self, conn: _Tcp, data: bytes) -> None:
+        remote = conn.remote
+        assert remote is not None
+        if self._closed or not self._accepted(remote.host):
+            return
+        conn.parser.feed(data)
+        now = self._loop.time()
+        while True:
+            try:
+                item = conn.parser.next_event()
+            except SipParseError as e:
+                self.layer.reject(e, remote)
+                if e.fatal:
+                    self._process()
+                    conn.close()
+                    return
+                continue
+            except Exception:  # noqa: BLE001
+                log.exception("SIP stream from %s broke the parser", remote)
+                conn.close()
+                return
+            if item is None:
+                break
+            if item is KeepAlive.PING:
+                self.stats["keepalives"] += 1
+                self._process()
+                conn.write(b"\r\n")
+                continue
+            if item is KeepAlive.PONG:
+                continue
+            try:
+                self.layer.receive(item, remote, now)
+            except Exception:  # noqa: BLE001
+                log.exception("SIP message from %s broke the stack", remote)
+        self._process()
+
+    def _tcp_opened(self, conn: _Tcp) -> None:
+        assert conn.remote is not None
+        if len(self._conns) >= self.max_connections or not self._accepted(conn.remote.host):
+            self.stats["tcp_refused"] += 1
+            conn.close()
+            return
+        self.stats["tcp_accepted"] += 1
+        old = self._conns.get(conn.remote)
+        self._conns[conn.remote] = conn
+        if old is not None and old is not conn:
+            old.close()
+
+    def _tcp_closed(self, conn: _Tcp) -> None:
+        remote = conn.remote
+        if remote is None or self._conns.get(remote) is not conn:
+            return
+        del self._conns[remote]
+        if not self._closed:
+            self.layer.transport_error(remote, self._loop.time(), "connection closed")
+            self._process()
+
+    # --- output -----------------------------------------------------------------------------
+    def _process(self) -> None:
+        if self._processing or self._closed:
+            return
+        self._processing = True
+        try:
+            while True:
+                out = self.layer.messages_to_send()
+                for data, dest in out:
+                    self._transmit(data, dest)
+                event = self.layer.next_event()
+                if event is not None:
+                    self._dispatch(event)
+                elif not out:
+                    break
+        finally:
+            self._processing = False
+        self._arm()
+
+    def _dispatch(self, event: SipEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            result = self.on_event(event)
+        except Exception:  # noqa: BLE001 - a TU bug must not take the transport down
+            self.stats["callback_errors"] += 1
+            log.exception("SIP event handler failed on %r", event)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            self.stats["callback_errors"] += 1
+            log.error("SIP event task failed", exc_info=task.exception())
+
+    def _transmit(self, data: bytes, dest: Addr) -> None:
+        if dest.transport == "udp":
+            if self._udp is not None and self._udp.transport is not None:
+                try:
+                    self._udp.transport.sendto(data, (dest.host, dest.port))
+                except OSError as e:
+                    log.debug("UDP send to %s failed: %s", dest, e)
+            return
+        conn = self._conns.get(dest)
+        if conn is not None:
+            conn.write(data)
+            return
+        pending = self._connecting.get(dest)
+        if pending is not None:
+            pending.append(data)
+            return
+        self._connecting[dest] = [data]
+        task = self._loop.create_task(self._connect(dest))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _connect(self, dest: Addr) -> None:
+        try:
+            _, conn = await asyncio.wait_for(
+                self._loop.create_connection(lambda: _Tcp(self, dest), dest.host, dest.port),
+                timeout=self.layer.timers.t1 * 64)
+        except (OSError, asyncio.TimeoutError) as e:
+            self._connecting.pop(dest, None)
+            self.layer.transport_error(dest, self._loop.time(), f"cannot connect: {e}")
+            self._process()
+            return
+        for data in self._connecting.pop(dest, []):
+            conn.write(data)
+
+    def _arm(self) -> None:
+        when = self.layer.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None and not self._closed:
+            self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.layer.handle_timer(self._loop.time())
+        except Exception:  # noqa: BLE001
+            log.exception("SIP timer handling failed")
+        self._process()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.tcp_partial_timeout / 4, self.tcp_idle_timeout / 4))
+            now = self._loop.time()
+            for conn in list(self._conns.values()):
+                idle = now - conn.last_activity
+                if idle > self.tcp_idle_timeout or (conn.parser.buffered and idle > self.tcp_partial_timeout):
+                    conn.close()
+
+
+def _guess_host(bind_host: str) -> str:
+    if bind_host not in ("0.0.0.0", "", "::"):
+        return bind_host
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return "127.0.0.1"
+    for info in infos:
+        ip = info[4][0]
+        if not ip.startswith("127."):
+            return str(ip)
+    return "127.0.0.1"
+
+
+__all__ = ["SipEndpoint"]
