@@ -194,6 +194,8 @@ async def test_reports_with_data_and_recording_playback(browser, shop):
     await page.goto(shop.url + "/reports/kpi")
     assert await page.locator("svg.chart").count() >= 5
     await shot(page, "kpi")
+    await page.evaluate("window.scrollTo(0, 250)")
+    await shot(page, "kpi-top", full=False)
     await page.goto(shop.url + "/reports/agents")
     await shot(page, "agents", full=False)
     await page.goto(shop.url + "/reports/missed")
@@ -236,6 +238,7 @@ async def test_agent_panel_popup_and_click_to_call(browser, shop):
     await page.wait_for_selector("#popup", timeout=5000)
     assert "Greet the customer" in await page.content()
     await shot(page, "agent")
+    await shot(page, "agent-top", full=False)
     shop.live.end_call("pop-1")
     await page.wait_for_selector("#popup", state="detached", timeout=5000)
     await page.fill("#f-number", "+48 601 222 333")
