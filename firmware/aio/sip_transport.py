@@ -133,9 +133,14 @@ class SipEndpoint:
                      transports: tuple[str, ...] = ("udp", "tcp"), advertise: str | None = None,
                      layer: TransactionLayer | None = None, max_size: int = MAX_MESSAGE_SIZE,
                      tcp_idle_timeout: float = 600.0, tcp_partial_timeout: float = 32.0,
-                     max_connections: int = 1024) -> SipEndpoint:
-        """Bind UDP and TCP on ``bind`` (port 0: one free port shared by both)."""
-        layer = layer or TransactionLayer(timers=timers, max_size=max_size)
+                     max_connections: int = 1024,
+                     accept_request: Callable[[SipRequest, Addr], bool] | None = None) -> SipEndpoint:
+        """Bind UDP and TCP on ``bind`` (port 0: one free port shared by both).
+
+        ``accept_request(request, source)`` is the layer's post-parse filter (see
+        :attr:`TransactionLayer.accept_request`): scanner user agents are dropped there.
+        """
+        layer = layer or TransactionLayer(timers=timers, max_size=max_size, accept_request=accept_request)
         self = cls(layer, on_event, accept_source, max_size=max_size, tcp_idle_timeout=tcp_idle_timeout,
                    tcp_partial_timeout=tcp_partial_timeout, max_connections=max_connections)
         host, port = bind
@@ -216,6 +221,16 @@ class SipEndpoint:
             self._transmit(b"\r\n\r\n", dest)
         elif dest in self._conns:
             self._conns[dest].write(b"\r\n\r\n")
+
+    async def resolve(self, uri: SipUri) -> Addr:
+        """Where to send a request for ``uri``: its ``maddr`` or host resolved without blocking
+        (A/AAAA records; no NAPTR/SRV), its port or 5060, its ``transport`` parameter or UDP."""
+        host = uri.params.get("maddr") or uri.host
+        port = uri.port or 5060
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host}")
+        return Addr(uri.transport, str(infos[0][4][0]), port)
 
     def has_connection(self, dest: Addr) -> bool:
         """Whether a TCP connection to ``dest`` is open."""

@@ -7,6 +7,10 @@ each timer runs. ``transaction.py`` only interprets these tables.
 Rule 2: this file knows nothing about messages, sockets or clocks. Inputs are abstract
 (``RESPONSE_2XX``, ``TIMER_D``...); the engine classifies what happens into them.
 
+One timer is not in RFC 3261: Z (64*T1) forgets a non-INVITE request the TU never answers (a
+request dropped on purpose, from a scanner say): by then the client has given up (its timer F),
+and without it such transactions would pile up.
+
 The INVITE machines include RFC 6026: a 2xx moves both sides to ``ACCEPTED``, where the client
 passes every further 2xx to the TU (which sends the ACK) and the server passes every ACK to the
 TU (which stops retransmitting its 2xx), until timer M (client) or L (server) fires.
@@ -82,10 +86,11 @@ class Input(enum.Enum):
     TIMER_K = "timer K"
     TIMER_L = "timer L"
     TIMER_M = "timer M"
+    TIMER_Z = "timer Z"
     TRANSPORT_ERROR = "transport error"
 
 
-TIMER_INPUTS = {name: Input[f"TIMER_{name}"] for name in "ABCDEFGHIJKLM"}
+TIMER_INPUTS = {name: Input[f"TIMER_{name}"] for name in "ABCDEFGHIJKLMZ"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ TIMERS: dict[str, TimerRule] = {
     "K": TimerRule("t4", zero_if_reliable=True),                     # absorb response retransmissions
     "L": TimerRule("64*t1"),                                         # RFC 6026 server Accepted
     "M": TimerRule("64*t1"),                                         # RFC 6026 client Accepted
+    "Z": TimerRule("64*t1"),                                         # not RFC 3261: TU never answered
 }
 
 Action = tuple[str, ...]
@@ -130,14 +136,14 @@ INITIAL: dict[Kind, Transition] = {
     Kind.INVITE_CLIENT: (_S.CALLING, (("send",), ("start", "A"), ("start", "B"), ("start", "C"))),
     Kind.NON_INVITE_CLIENT: (_S.TRYING, (("send",), ("start", "E"), ("start", "F"))),
     Kind.INVITE_SERVER: (_S.PROCEEDING, (("trying",), ("tu",))),
-    Kind.NON_INVITE_SERVER: (_S.TRYING, (("tu",),)),
+    Kind.NON_INVITE_SERVER: (_S.TRYING, (("tu",), ("start", "Z"))),
 }
 """State and actions of a new transaction."""
 
 _TO_COMPLETED_ICT = (("stop", "A"), ("stop", "B"), ("stop", "C"), ("ack",), ("tu",), ("start", "D"))
 _TO_ACCEPTED_ICT = (("stop", "A"), ("stop", "B"), ("stop", "C"), ("tu",), ("start", "M"))
 _TO_COMPLETED_NICT = (("stop", "E"), ("stop", "F"), ("tu",), ("start", "K"))
-_TO_COMPLETED_NIST = (("send",), ("start", "J"))
+_TO_COMPLETED_NIST = (("stop", "Z"), ("send",), ("start", "J"))
 
 TRANSITIONS: dict[Kind, dict[State, dict[Input, Transition]]] = {
     Kind.INVITE_CLIENT: {
@@ -230,6 +236,7 @@ TRANSITIONS: dict[Kind, dict[State, dict[Input, Transition]]] = {
             _I.SEND_1XX: (_S.PROCEEDING, (("send",),)),
             _I.SEND_2XX: (_S.COMPLETED, _TO_COMPLETED_NIST),
             _I.SEND_FINAL: (_S.COMPLETED, _TO_COMPLETED_NIST),
+            _I.TIMER_Z: (_S.TERMINATED, ()),
             _I.TRANSPORT_ERROR: (_S.TERMINATED, (("transport_error",),)),
         },
         _S.PROCEEDING: {
@@ -237,6 +244,7 @@ TRANSITIONS: dict[Kind, dict[State, dict[Input, Transition]]] = {
             _I.SEND_1XX: (_S.PROCEEDING, (("send",),)),
             _I.SEND_2XX: (_S.COMPLETED, _TO_COMPLETED_NIST),
             _I.SEND_FINAL: (_S.COMPLETED, _TO_COMPLETED_NIST),
+            _I.TIMER_Z: (_S.TERMINATED, ()),
             _I.TRANSPORT_ERROR: (_S.TERMINATED, (("transport_error",),)),
         },
         _S.COMPLETED: {

@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Union
 
@@ -171,7 +171,8 @@ class TransactionLayer:
 
     def __init__(self, *, timers: Timers | None = None, force_rport: bool = True,
                  auto_trying: bool = True, uri_schemes: Iterable[str] = ("sip", "sips", "tel"),
-                 max_size: int = MAX_MESSAGE_SIZE) -> None:
+                 max_size: int = MAX_MESSAGE_SIZE,
+                 accept_request: Callable[[SipRequest, Addr], bool] | None = None) -> None:
         self.timers = timers or Timers()
         self.force_rport = force_rport
         """Answer every request at its source address and port, rport or not."""
@@ -180,6 +181,10 @@ class TransactionLayer:
         self.uri_schemes = frozenset(uri_schemes)
         """Request-URI schemes accepted; others get 416."""
         self.max_size = max_size
+        self.accept_request = accept_request
+        """Called with each new request (not retransmissions, ACKs or CANCELs) before anything
+        else happens; ``False`` drops it silently: no transaction, no 100 Trying, no event but a
+        ``MessageRejected(status=None, reason="filtered")``. For scanner user agents."""
         self._client: dict[tuple[str, str], ClientTransaction] = {}
         self._server: dict[tuple[object, ...], ServerTransaction] = {}
         self._ack_waits: dict[tuple[str, int, str | None], _AckWait] = {}
@@ -277,6 +282,10 @@ class TransactionLayer:
         if msg.method == "CANCEL":
             self._receive_cancel(msg, source, key, now)
             return
+        if self.accept_request is not None and not self.accept_request(msg, source):
+            self.stats["rejected"] += 1
+            self._events.append(MessageRejected(source, None, "filtered"))
+            return
         kind = Kind.INVITE_SERVER if msg.method == "INVITE" else Kind.NON_INVITE_SERVER
         txn = ServerTransaction(kind, msg, source, key, self._response_dest(msg, source))
         self._server[key] = txn
@@ -330,6 +339,16 @@ class TransactionLayer:
         status = response.status
         inp = Input.SEND_1XX if status < 200 else Input.SEND_2XX if status < 300 else Input.SEND_FINAL
         self._apply(txn, inp, now, response)
+
+    def terminate(self, txn: ClientTransaction | ServerTransaction) -> None:
+        """Forget a transaction at once, sending nothing more (a request the TU decided to
+        ignore, a call torn down). Retransmissions of its request then count as new requests."""
+        txn.state = State.TERMINATED
+        txn.timers.clear()
+        if isinstance(txn, ClientTransaction):
+            self._client.pop(txn.key, None)
+        else:
+            self._server.pop(txn.key, None)
 
     def send_stateless(self, message: Message, dest: Addr) -> None:
         """Send a message outside any transaction (the ACK of a 2xx, for instance); a request
@@ -387,11 +406,7 @@ class TransactionLayer:
         txn.state = state
         self._run(txn, actions, now, msg, source, reason)
         if state is State.TERMINATED:
-            txn.timers.clear()
-            if isinstance(txn, ClientTransaction):
-                self._client.pop(txn.key, None)
-            else:
-                self._server.pop(txn.key, None)
+            self.terminate(txn)
 
     def _run(self, txn: ClientTransaction | ServerTransaction, actions: tuple[Action, ...],
              now: float, msg: Message | None, source: Addr | None, reason: str) -> None:

@@ -463,3 +463,25 @@ async def test_accept_source_hook_limits_a_flooder_before_parsing():
         victim.close()
     finally:
         await ep.close()
+
+
+async def test_resolve_targets_and_drop_scanner_user_agents():
+    events = []
+    ep = await SipEndpoint.create(("127.0.0.1", 0), on_event=events.append,
+                                  accept_request=lambda req, src: "sipvicious" not in (req.user_agent or ""))
+    try:
+        from firmware.sip import SipUri
+        assert await ep.resolve(SipUri(host="trunk.invalid", port=5080, params={"maddr": "127.0.0.1",
+                                                                                "transport": "TCP"})) == \
+            Addr("tcp", "127.0.0.1", 5080)
+        local = await ep.resolve(SipUri(host="localhost"))
+        assert local.host in ("127.0.0.1", "::1") and local.port == 5060 and local.transport == "udp"
+        s = udp_socket()
+        port = s.getsockname()[1]
+        scan = options(port, "scan", "scan-1").replace(b"Content-Length", b"User-Agent: sipvicious\r\nContent-Length")
+        await asyncio.get_running_loop().sock_sendto(s, scan, ep.local_addr)
+        assert await recv_until(s, "scan-1", 0.3) == []
+        assert [(e.status, e.reason) for e in events if isinstance(e, MessageRejected)] == [(None, "filtered")]
+        s.close()
+    finally:
+        await ep.close()

@@ -667,3 +667,45 @@ def test_uac_and_uas_layers_complete_a_call_setup_through_a_lossy_network():
             break
     assert answered and acked and txn.state is State.ACCEPTED
     assert lost == {"INVITE": 0, "SIP/2.0 200": 0}
+
+
+# --- what a security policy needs ----------------------------------------------------------------------
+def test_filtered_requests_get_no_transaction_no_100_and_no_event_but_a_rejection():
+    def scanners_out(req, source):
+        return "friendly-scanner" not in (req.user_agent or "")
+
+    rec = Recorder(TransactionLayer(accept_request=scanners_out))
+    inv = request("INVITE")
+    inv.headers.add("User-Agent", "friendly-scanner")
+    rec.layer.receive(wire(inv), UDP, 0.0)
+    rec.layer.receive(wire(request("OPTIONS", branch="z9hG4bKok")), UDP, 0.0)
+    assert rec.sent == [] and len(rec.raw) == 1
+    assert [(e.status, e.reason) for e in rec.of(MessageRejected)] == [(None, "filtered")]
+    assert [e.request.method for e in rec.of(RequestReceived)] == ["OPTIONS"]
+
+
+def test_an_unanswered_non_invite_request_is_forgotten_after_64_t1():
+    rec = Recorder(TransactionLayer())
+    req = request("MESSAGE")
+    rec.layer.receive(wire(req), UDP, 0.0)
+    rec.layer.receive(wire(req), UDP, 10.0)
+    rec.run_until(31.9)
+    assert len(rec.raw) == 1
+    rec.run_until(32.1)
+    assert len(rec.raw) == 0 and rec.sent == [] and rec.of(TransactionTimeout) == []
+    rec.layer.receive(wire(req), UDP, 33.0)
+    assert len(rec.of(RequestReceived)) == 2
+
+
+def test_terminate_forgets_a_transaction_silently():
+    rec = Recorder(TransactionLayer())
+    rec.layer.receive(wire(request("INVITE")), UDP, 0.0)
+    txn = rec.of(RequestReceived)[0].transaction
+    rec.raw.terminate(txn)
+    assert txn.terminated and len(rec.raw) == 0 and rec.raw.get_timer() is None
+    with pytest.raises(TransactionError):
+        rec.layer.send_response(txn, make_response(txn.request, 200), 1.0)
+    ctxn = rec.layer.send_request(request(branch="z9hG4bKc"), UDP, 1.0)
+    rec.raw.terminate(ctxn)
+    rec.run_until(40)
+    assert rec.times(b"OPTIONS") == [1.0] and rec.of(TransactionTimeout) == []
