@@ -51,8 +51,9 @@ default to ``''`` so that filters need no NULL handling):
     An inbound call from an external number that ends unanswered with a status in
     :data:`MISSED_STATUSES` opens (or extends) the entry; any call with that number that
     gets connected (inbound or outbound, ``answered_at`` set) closes it.
-``registrations``: (extension, contact) source, transport, expires_at, user_agent, path,
-    instance, registered_at, last_qualify_ok.
+``registrations``: (extension, key = instance or contact) contact, transport, source_ip,
+    source_port, expires_at, call_id, cseq, user_agent, instance, path, q, nat, reachable,
+    rtt_ms, registered_at, last_qualify_ok (the registrar's bindings, kept across restarts).
 ``bans``: ip, reason, banned_at, until.
 ``meta``: key/value; ``last_alive`` is the time of the last commit (the best estimate of
     when the box lost power).
@@ -266,18 +267,36 @@ class MissedEntry:
 
 @dataclass(frozen=True)
 class Registration:
-    """A desk phone's registration (a contact of an extension)."""
+    """A desk phone's registration: one contact of an extension (RFC 3261 10.3 binding)."""
 
     extension: str
+    """The address of record (extension number)."""
     contact: str
-    source: str = ""
+    """Contact URI as the phone sent it."""
+    key: str = ""
+    """What identifies the binding: the +sip.instance, else the contact (default)."""
     transport: str = "udp"
+    source_ip: str = ""
+    source_port: int = 0
+    """Where the REGISTER came from (requests to the phone go there: NAT)."""
     expires_at: float = 0.0
+    call_id: str = ""
+    cseq: int = 0
     user_agent: str = ""
-    path: str = ""
     instance: str = ""
+    path: str = ""
+    """Path header (RFC 3327) when a proxy sits in front."""
+    q: float = 1.0
+    nat: bool = False
+    reachable: bool | None = None
+    """Result of the last qualify (OPTIONS) probe."""
+    rtt_ms: float | None = None
     registered_at: float | None = None
     last_qualify_ok: float | None = None
+    """When the phone last answered a qualify probe."""
+
+
+_REG_FIELDS = {f.name for f in fields(Registration)}
 
 
 _CALL_COLUMNS = {f.name for f in fields(Call)} - {"legs", "events", "updated_at"}
@@ -395,16 +414,24 @@ CREATE INDEX IF NOT EXISTS missed_links_call ON missed_call_links(call_id);
 
 CREATE TABLE IF NOT EXISTS registrations (
     extension TEXT NOT NULL,
+    key TEXT NOT NULL,
     contact TEXT NOT NULL,
-    source TEXT NOT NULL DEFAULT '',
     transport TEXT NOT NULL DEFAULT 'udp',
+    source_ip TEXT NOT NULL DEFAULT '',
+    source_port INTEGER NOT NULL DEFAULT 0,
     expires_at REAL NOT NULL,
+    call_id TEXT NOT NULL DEFAULT '',
+    cseq INTEGER NOT NULL DEFAULT 0,
     user_agent TEXT NOT NULL DEFAULT '',
-    path TEXT NOT NULL DEFAULT '',
     instance TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    q REAL NOT NULL DEFAULT 1.0,
+    nat INTEGER NOT NULL DEFAULT 0,
+    reachable INTEGER,
+    rtt_ms REAL,
     registered_at REAL,
     last_qualify_ok REAL,
-    PRIMARY KEY (extension, contact)
+    PRIMARY KEY (extension, key)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS bans (
@@ -1246,18 +1273,29 @@ class CallStore:
 
     # ------------------------------------------------------------------ registrations
 
-    def save_registration(self, reg: Registration) -> None:
-        """Insert or replace a registration (extension, contact)."""
-        values = dict(reg.__dict__)
+    def save_registration(self, binding: "Registration | dict[str, Any]") -> None:
+        """Insert or replace a binding (a :class:`Registration`, or the registrar's dict with
+        ``aor`` for the extension; unknown keys are ignored)."""
+        if isinstance(binding, Registration):
+            values = dict(binding.__dict__)
+        else:
+            values = {k: v for k, v in binding.items() if k in _REG_FIELDS}
+            if "extension" not in values and "aor" in binding:
+                values["extension"] = binding["aor"]
+        if not values.get("extension") or not values.get("contact"):
+            raise CallStoreError("a registration needs an extension (aor) and a contact")
+        values["key"] = values.get("key") or values.get("instance") or values["contact"]
+        for k in ("nat", "reachable"):
+            if values.get(k) is not None:
+                values[k] = 1 if values[k] else 0
         self._submit(self._w_replace, "registrations", values)
 
-    def delete_registration(self, extension: str, contact: str | None = None) -> None:
-        """Remove one contact, or every contact of an extension."""
-        if contact is None:
+    def delete_registration(self, extension: str, key: str | None = None) -> None:
+        """Remove one binding (by its key: instance or contact), or every binding of an extension."""
+        if key is None:
             self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ?", (extension,))
         else:
-            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ? AND contact = ?",
-                         (extension, contact))
+            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ? AND key = ?", (extension, key))
 
     def expire_registrations(self, now: float | None = None) -> None:
         """Drop registrations whose ``expires_at`` has passed."""
@@ -1272,7 +1310,12 @@ class CallStore:
         if extension is not None:
             sql += " AND extension = ?"
             params.append(extension)
-        return [Registration(**dict(r)) for r in self._read().execute(sql + " ORDER BY extension, contact", params)]
+        return [_registration(r) for r in self._read().execute(sql + " ORDER BY extension, key", params)]
+
+    def load_registrations(self) -> list[dict[str, Any]]:
+        """Every stored binding as a dict with ``aor`` (for firmware.pbx.registrar.BindingStore)."""
+        return [{**r.__dict__, "aor": r.extension} for r in
+                (_registration(x) for x in self._read().execute("SELECT * FROM registrations ORDER BY extension, key"))]
 
     # ------------------------------------------------------------------ bans (firmware.pbx.security.BanStore)
 
@@ -1307,6 +1350,14 @@ def _call(row: sqlite3.Row, legs: tuple[Leg, ...] = (), events: tuple[Event, ...
     d = dict(row)
     d["interrupted"] = bool(d.get("interrupted"))
     return Call(**d, legs=legs, events=events)
+
+
+def _registration(row: sqlite3.Row) -> Registration:
+    d = dict(row)
+    d["nat"] = bool(d.get("nat"))
+    if d.get("reachable") is not None:
+        d["reachable"] = bool(d["reachable"])
+    return Registration(**d)
 
 
 def _event(row: sqlite3.Row) -> Event:

@@ -206,7 +206,7 @@ def test_listeners_hear_commits(store):
 
 
 def test_registrations_and_bans(store):
-    store.save_registration(Registration("201", "sip:201@10.0.0.5:5060", source="10.0.0.5:5060",
+    store.save_registration(Registration("201", "sip:201@10.0.0.5:5060", source_ip="10.0.0.5", source_port=5060,
                                          expires_at=T0 + 60, user_agent="Yealink"))
     store.save_registration(Registration("202", "sip:202@10.0.0.6", expires_at=T0 - 1))
     store.save_ban("203.0.113.9", "auth failures", T0, T0 + 3600)
@@ -214,12 +214,43 @@ def test_registrations_and_bans(store):
     store.flush()
     assert [r.extension for r in store.registrations(now=T0)] == ["201"]
     assert store.registrations("201", now=T0)[0].user_agent == "Yealink"
+    assert store.registrations("201", now=T0)[0].key == "sip:201@10.0.0.5:5060"
     store.expire_registrations(now=T0)
     store.delete_registration("201")
     store.delete_ban("203.0.113.9")
     store.flush()
     assert store.query("SELECT count(*) FROM registrations")[0][0] == 0
     assert store.load_bans() == [("198.51.100.1", "scanner", T0 + 1, T0 + 7200)]
+    with pytest.raises(CallStoreError, match="needs an extension"):
+        store.save_registration({"aor": "201"})
+
+
+def test_registrar_bindings_survive_a_restart(tmp_path):
+    """The SIP registrar persists its bindings through the call store (BindingStore protocol)."""
+    from firmware.pbx.registrar import ContactRequest, Registrar
+    path = tmp_path / "calls.sqlite"
+    s = CallStore(path)
+    reg = Registrar(store=s)
+    r = reg.register("201", [ContactRequest("sip:201@192.0.2.7:5062;ob", instance="<urn:uuid:1>")], wildcard=False,
+                     header_expires=600, call_id="abc", cseq=1, transport="udp", source_ip="198.51.100.4",
+                     source_port=40000, user_agent="Yealink T46", now=T0)
+    assert r.status == 200
+    reg.register("201", [ContactRequest("sip:201@192.0.2.8")], wildcard=False, header_expires=300, call_id="x",
+                 cseq=1, transport="tcp", source_ip="192.0.2.8", source_port=5060, user_agent="baresip", now=T0)
+    s.close()
+    s = CallStore(path)
+    try:
+        again = Registrar(store=s)
+        assert again.load(T0 + 1) == 2
+        got = {b.contact: b for b in again.lookup("201", T0 + 1)}
+        b = got["sip:201@192.0.2.7:5062;ob"]
+        assert (b.source_ip, b.source_port, b.nat, b.instance, b.user_agent, b.expires_at) == (
+            "198.51.100.4", 40000, True, "<urn:uuid:1>", "Yealink T46", T0 + 600)
+        assert again.load(T0 + 400) == 1
+        s.flush()
+        assert [x.contact for x in s.registrations(now=T0 + 400)] == ["sip:201@192.0.2.7:5062;ob"]
+    finally:
+        s.close()
 
 
 def test_recordings_linked_and_marked_deleted(store):
