@@ -797,7 +797,9 @@ class CallStore:
                     conn.execute("RELEASE op")
                     if isinstance(op.result, _Changed):
                         changed.append((op.result.kind, op.result.key))
-                except (sqlite3.IntegrityError, CallStoreError, ValueError, TypeError) as e:
+                except (sqlite3.Error, CallStoreError, ValueError, TypeError) as e:
+                    if isinstance(e, sqlite3.Error) and _transient(e):
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     op.error = e if isinstance(e, CallStoreError) else CallStoreError(str(e))
@@ -1344,6 +1346,19 @@ class CallStore:
 class _Changed:
     kind: str
     key: str
+
+
+_TRANSIENT = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN",
+              "SQLITE_READONLY", "SQLITE_PROTOCOL", "SQLITE_NOMEM", "SQLITE_INTERRUPT"}
+
+
+def _transient(e: sqlite3.Error) -> bool:
+    """Errors of the disk or of locking (retry the whole batch later), not of one bad write."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name:
+        return "_".join(name.split("_")[:2]) in _TRANSIENT
+    text = str(e).lower()
+    return any(w in text for w in ("disk", "full", "locked", "busy", "i/o", "readonly", "unable to open"))
 
 
 def _call(row: sqlite3.Row, legs: tuple[Leg, ...] = (), events: tuple[Event, ...] = ()) -> Call:

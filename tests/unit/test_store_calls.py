@@ -337,3 +337,12 @@ def test_writes_never_wait_for_the_disk(tmp_path):
         assert s.get_call(ids[-1]).caller_number == "600100299"
     finally:
         s.close()
+
+
+def test_a_failing_write_is_dropped_without_blocking_the_others(store):
+    before = store.begin_call(direction="inbound", caller_number="600100200", started_at=T0)
+    store._submit(lambda conn: conn.execute("UPDATE calls SET no_such_column = 1"))
+    after = store.begin_call(direction="inbound", caller_number="600100201", started_at=T0 + 1)
+    store.flush()
+    assert store.get_call(before) is not None and store.get_call(after) is not None
+    assert store.last_error == ""
