@@ -80,6 +80,9 @@ class RtpPhone:
     telephone_event_pt: int = 101
     ssrc: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
     port: int = 0
+    #: Impairments of what the phone sends: drop every Nth audio packet, swap every Mth with the next.
+    drop_every: int = 0
+    swap_every: int = 0
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -97,6 +100,8 @@ class RtpPhone:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dtmf: list[tuple[str, int]] = []
+        self._held: bytes | None = None
+        self._count = 0
         self.sending = True
 
     # ---- set-up ----
@@ -109,6 +114,7 @@ class RtpPhone:
             self._pcm, self._pos, self._loop = pcm, 0, loop
 
     def start(self) -> "RtpPhone":
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -197,7 +203,17 @@ class RtpPhone:
                     ends -= 1
                 event = None if end and ends == 0 else (d, total, elapsed, ets, ends)
                 continue
-            self.sock.sendto(self.packet(encode(self._next_frame(n), self.payload_type), marker=marker), self.dest)
+            data = self.packet(encode(self._next_frame(n), self.payload_type), marker=marker)
+            self._count += 1
+            if self.drop_every and self._count % self.drop_every == 0:
+                pass
+            elif self.swap_every and self._count % self.swap_every == 0 and self._held is None:
+                self._held = data
+            else:
+                self.sock.sendto(data, self.dest)
+                if self._held is not None:
+                    self.sock.sendto(self._held, self.dest)
+                    self._held = None
             marker = 0
             self.seq += 1
             self.ts = (self.ts + n) & 0xFFFFFFFF
@@ -229,9 +245,9 @@ class RtpPhone:
     def audio_packets(self) -> list[Received]:
         return [p for p in list(self.received) if p.payload_type in (0, 8)]
 
-    def received_pcm(self, since: float = 0.0) -> bytes:
-        """Decoded audio of every G.711 packet received (after `since`, monotonic), in arrival order."""
-        return b"".join(decode(p.payload, p.payload_type) for p in self.audio_packets() if p.time >= since)
+    def received_pcm(self, since: float = 0.0, until: float = float("inf")) -> bytes:
+        """Decoded audio of every G.711 packet received in [since, until) (monotonic), in arrival order."""
+        return b"".join(decode(p.payload, p.payload_type) for p in self.audio_packets() if since <= p.time < until)
 
     def received_digits(self) -> list[tuple[str, int]]:
         """RFC 4733 digits received (once each, at their end): (digit, duration in samples)."""

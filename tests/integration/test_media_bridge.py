@@ -124,3 +124,88 @@ def test_player_on_a_relayed_leg_switches_to_mixing_and_back_seamlessly(engine):
         assert all(0 < (y.ts - x.ts) % 2**32 <= 480 for x, y in zip(pk, pk[1:]))
         ev = engine.poll_events()
         assert any(getattr(e, "player_id", None) == pl.id and e.reason == "finished" for e in ev)
+
+
+def frame_levels(pcm: bytes) -> np.ndarray:
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    n = len(x) // 160
+    return np.sqrt((x[: n * 160].reshape(n, 160) ** 2).mean(axis=1))
+
+
+def test_loss_and_reordering_are_concealed_by_the_jitter_buffer(engine):
+    # three parties force the decode/mix path; A loses every 10th packet and reorders every 7th
+    phones = [RtpPhone(payload_type=0, drop_every=10, swap_every=7), RtpPhone(payload_type=0), RtpPhone()]
+    try:
+        chans = [connect(engine, p) for p in phones]
+        br = engine.bridge(chans)  # noqa: F841
+        phones[0].play(tone_pcm(800, level_dbm0=-10))
+        start = run(2.0, *phones)
+        heard = phones[1].received_pcm(since=start + 0.4, until=start + 1.8)
+        lv = frame_levels(heard)
+        assert len(lv) > 60
+        assert lv.min() > 0.3 * np.median(lv)   # no silent holes where packets were lost
+        assert spectrum_share(heard, 800) > 0.9
+        jb = chans[0].stats().jitter
+        assert jb["lost"] >= 8 and jb["concealed_samples"] > 0
+        assert jb["reordered"] >= 5
+    finally:
+        for p in phones:
+            p.close()
+
+
+def test_listen_and_whisper_members(engine):
+    agent, customer, boss = RtpPhone(), RtpPhone(), RtpPhone()
+    try:
+        ca, cc, cs = connect(engine, agent), connect(engine, customer), connect(engine, boss)
+        br = engine.bridge([ca, cc])
+        br.add(cs, mode="listen")
+        agent.play(tone_pcm(600, level_dbm0=-16))
+        customer.play(tone_pcm(1000, level_dbm0=-16))
+        boss.play(tone_pcm(1500, level_dbm0=-16))
+        start = run(1.2, agent, customer, boss)
+        b = boss.received_pcm(since=start + 0.4)
+        assert spectrum_share(b, 600) > 0.3 and spectrum_share(b, 1000) > 0.3
+        assert spectrum_share(customer.received_pcm(since=start + 0.4), 1500) < 0.01
+        assert spectrum_share(agent.received_pcm(since=start + 0.4), 1500) < 0.01
+        # now the supervisor whispers to the agent only
+        br.remove(cs)
+        br.add(cs, mode="whisper", whisper_to=ca)
+        for p in (agent, customer, boss):
+            p.received.clear()
+        start = run(1.2, agent, customer, boss)
+        assert spectrum_share(agent.received_pcm(since=start + 0.4), 1500) > 0.3
+        assert spectrum_share(customer.received_pcm(since=start + 0.4), 1500) < 0.01
+        b = boss.received_pcm(since=start + 0.4)
+        assert spectrum_share(b, 600) > 0.3 and spectrum_share(b, 1000) > 0.3
+    finally:
+        for p in (agent, customer, boss):
+            p.close()
+
+
+def test_dtmf_crosses_the_bridge(engine):
+    from firmware.media import DtmfReceived
+    with RtpPhone() as a, RtpPhone() as b, RtpPhone(payload_type=8) as c:
+        ca, cb = connect(engine, a, telephone_event_pt=101), connect(engine, b, telephone_event_pt=101)
+        br = engine.bridge([ca, cb])
+        assert br.relaying
+        a.start()
+        b.start()
+        a.send_dtmf("3", 120)
+        time.sleep(0.5)
+        # relayed: B gets RFC 4733 packets with its own SSRC and sequence space
+        assert b.received_digits() == [("3", 960)]
+        ev = [e for e in engine.poll_events() if isinstance(e, DtmfReceived)]
+        assert [(e.channel_id, e.digit) for e in ev] == [(ca.id, "3")]
+        # C has no telephone-event: the digit from A reaches it as in-band tones
+        br.remove(cb)
+        cc = connect(engine, c, telephone_event_pt=None)
+        br.add(cc)
+        c.start()
+        a.send_dtmf("8", 120)
+        time.sleep(0.8)
+        a.stop()
+        b.stop()
+        c.stop()
+        from firmware.media.dtmf import DtmfDetector
+        got = DtmfDetector().process(c.received_pcm())
+        assert [g.digit for g in got] == ["8"]
