@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from firmware import config as fwconfig
-from firmware.api import BoxAPI
+from firmware.api import BoxAPI, ControlError
 from firmware.store.config_store import ConfigValidationError
 
 SETUP_CODE_FILE = "setup-code"
@@ -36,6 +36,14 @@ class Box:
         self.config = api.config
         self.calls = api.calls
         self.reports = api.reports
+
+    def action(self, name: str) -> Callable[..., Any]:
+        """The BoxControl method `name`; ControlError (shown to the user) when the running box
+        does not offer it."""
+        fn = getattr(self.api.control, name, None)
+        if fn is None:
+            raise ControlError("settings.unavailable")
+        return fn
 
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a CPU-heavy call (scrypt) off the event loop."""

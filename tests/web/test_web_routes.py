@@ -656,3 +656,26 @@ async def test_manager_listens_in_to_a_running_call(seeded, make_client):
     assert r.status == 400
     r, _ = await cl.post("/live/listen", {"call": "gone", "mode": "listen"})
     assert r.status == 400
+
+
+async def test_actions_the_running_box_does_not_offer_yet_are_reported_not_crashed(seeded, make_client):
+    class Partial:
+        def bans(self):
+            return []
+
+    seeded.api.control = Partial()
+    admin = await _as(make_client, "admin", ADMIN_PW)
+    r, text = await admin.get("/settings/trunks-status")
+    assert r.status == 200 and "does not report this yet" in text
+    assert (await admin.get("/settings"))[0].status == 200
+    r, text = await admin.post("/settings/trunks-status/gsm1/test", {}, allow_redirects=True)
+    assert r.status == 200 and "does not report this yet" in text
+    agent = await _as(make_client, "anna", AGENT_PW)
+    r, text = await agent.post("/agent/call", {"number": "+48601000001"}, allow_redirects=True)
+    assert r.status == 200 and "does not report this yet" in text
+    r, text = await agent.post("/account/tokens", {"label": "x"})
+    token = re.search(r'id="new-token">([^<]+)<', text).group(1)
+    api = await make_client()
+    r = await api.c.post("/api/v1/originate", json={"number": "+48601000001"},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 409 and "does not report this yet" in (await r.json())["error"]

@@ -149,9 +149,9 @@ async def agent_stream(request: web.Request) -> web.StreamResponse:
     return await event_stream(request, make)
 
 
-async def _act(request: web.Request, coro: Any, ok_key: str) -> None:
+async def _act(request: web.Request, start: Any, ok_key: str) -> None:
     try:
-        await coro
+        await start()
         flash(request, ok_key)
     except ControlError as e:
         ctx(request).session.flash.append(("error", str(e)))
@@ -168,7 +168,7 @@ async def set_status(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest()
     if reason not in PAUSE_REASONS or status != "paused":
         reason = ""
-    await _act(request, request.app[API].control.agent_status(ext, status, reason), "agent.status_set")
+    await _act(request, lambda: request.app[BOX].action("agent_status")(ext, status, reason), "agent.status_set")
     raise web.HTTPSeeOther("/agent")
 
 
@@ -181,7 +181,7 @@ async def queue_login(request: web.Request) -> web.Response:
     if request.app[BOX].queue(queue) is None:
         raise web.HTTPBadRequest()
     login = str(data.get("login", "")) == "1"
-    await _act(request, request.app[API].control.agent_queue(ext, queue, login),
+    await _act(request, lambda: request.app[BOX].action("agent_queue")(ext, queue, login),
                "agent.queue_in" if login else "agent.queue_out")
     raise web.HTTPSeeOther("/agent")
 
@@ -202,7 +202,7 @@ async def click_to_call(request: web.Request) -> web.Response:
     if number is None:
         flash(request, "agent.bad_number", "error")
     else:
-        await _act(request, request.app[API].control.originate(ext, number), "agent.calling")
+        await _act(request, lambda: request.app[BOX].action("originate")(ext, number), "agent.calling")
     raise web.HTTPSeeOther(safe_next(str(data.get("next", "")), "/agent"))
 
 

@@ -139,7 +139,8 @@ async def originate(request: web.Request) -> web.Response:
     if errors:
         raise _bad(errors)
     try:
-        call_id = await request.app[API].control.originate(ext, number, note=str(body.get("note", ""))[:200])
+        call_id = await request.app[BOX].action("originate")(ext, number, note=str(body.get("note", ""))[:200])
     except ControlError as e:
-        return web.json_response({"error": str(e)}, status=409)
+        t = ctx(request).t
+        return web.json_response({"error": t(str(e)) if t.has(str(e)) else str(e)}, status=409)
     return web.json_response({"call_id": call_id, "extension": ext, "number": number}, status=201)

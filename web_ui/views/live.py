@@ -182,7 +182,7 @@ async def listen_in(request: web.Request) -> web.Response:
         flash(request, "missed.no_extension", "error")
     else:
         try:
-            await request.app[API].control.listen(call_id, c.user.extension, mode)
+            await request.app[BOX].action("listen")(call_id, c.user.extension, mode)
             flash(request, "live.listening")
         except ControlError as e:
             c.session.flash.append(("error", str(e)))

@@ -308,7 +308,7 @@ async def missed_callback(request: web.Request) -> web.Response:
         flash(request, "agent.bad_number", "error")
     else:
         try:
-            await request.app[BOX].api.control.originate(c.user.extension, number)
+            await request.app[BOX].action("originate")(c.user.extension, number)
             flash(request, "agent.calling")
         except ControlError as e:
             c.session.flash.append(("error", str(e)))

@@ -238,7 +238,8 @@ def _errors_into(form: Form, errors: dict[str, str]) -> None:
 @access(*ADMINS)
 async def overview(request: web.Request) -> web.Response:
     t = ctx(request).t
-    st = request.app[API].control.system_status()
+    fn = getattr(request.app[API].control, "system_status", None)
+    st = fn() if fn else {}
     disk = st.get("disk") or {}
     total, free = disk.get("total") or 0, disk.get("free") or 0
     tiles = [("settings.version", st.get("version", request.app[API].version)),
@@ -466,13 +467,25 @@ async def record_password(request: web.Request) -> web.Response:
 
 
 # -- trunks and modems -------------------------------------------------------------------------
+def control_list(request: web.Request, name: str) -> list[dict[str, Any]] | None:
+    """A list from a BoxControl method, or None when the running box does not offer it yet."""
+    fn = getattr(request.app[API].control, name, None)
+    if fn is None:
+        return None
+    return list(fn())
+
+
+def _unavailable(t: Translator, rows: list | None) -> Markup:
+    return fmt('<p class="muted">{}</p>', t("settings.unavailable")) if rows is None else Markup("")
+
 @routes.get("/settings/trunks-status")
 @access(*ADMINS)
 async def trunks_status(request: web.Request) -> web.Response:
     t = ctx(request).t
-    control = request.app[API].control
+    trunks = control_list(request, "trunks")
+    regs_raw = control_list(request, "registrations")
     rows = []
-    for tr in control.trunks():
+    for tr in trunks or []:
         name = str(tr.get("name", ""))
         faults = tr.get("faults") or tr.get("last_faults") or []
         rows.append(fmt('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
@@ -489,13 +502,13 @@ async def trunks_status(request: web.Request) -> web.Response:
                t("trunk.ussd_send"))
     regs = [fmt('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', r.get("extension"), r.get("source") or r.get("contact"),
                 r.get("user_agent", ""), t("yes") if r.get("reachable", True) else t("no"))
-            for r in control.registrations()]
+            for r in regs_raw or []]
     body = join([settings_tabs(request, "trunks-status"),
-                 fmt('<section class="card"><h2>{}</h2>{}</section>', t("settings.trunk_status"),
+                 fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("settings.trunk_status"), _unavailable(t, trunks),
                      table([t("field.name"), t("field.type"), t("trunk.health"), t("trunk.signal"), t("trunk.sim"),
                             t("trunk.registration"), t("trunk.faults"), ""], rows, empty=t("settings.none"))),
                  ussd,
-                 fmt('<section class="card"><h2>{}</h2>{}</section>', t("settings.registrations"),
+                 fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("settings.registrations"), _unavailable(t, regs_raw),
                      table([t("col.extension"), t("trunk.source"), t("trunk.user_agent"), t("trunk.reachable")], regs,
                            empty=t("settings.none")))])
     return page(request, t("settings.trunk_status"), body)
@@ -507,7 +520,7 @@ async def trunk_test(request: web.Request) -> web.Response:
     c = ctx(request)
     name = request.match_info["name"]
     try:
-        findings = await request.app[API].control.modem_test(name)
+        findings = await request.app[BOX].action("modem_test")(name)
         c.session.flash.append(("ok", f"{name}: " + ", ".join(f"{k}={v}" for k, v in findings.items())))
     except ControlError as e:
         c.session.flash.append(("error", f"{name}: {e}"))
@@ -524,7 +537,7 @@ async def trunk_ussd(request: web.Request) -> web.Response:
         c.session.flash.append(("error", "trunk.ussd_bad"))
     else:
         try:
-            answer = await request.app[API].control.modem_ussd(trunk, code)
+            answer = await request.app[BOX].action("modem_ussd")(trunk, code)
             c.session.flash.append(("ok", f"{trunk} {code}: {answer}"))
         except ControlError as e:
             c.session.flash.append(("error", f"{trunk}: {e}"))
@@ -540,7 +553,7 @@ async def bans(request: web.Request) -> web.Response:
                 'class="inline">{}<input type="hidden" name="ip" value="{}"><button type="submit" class="small">{}</button></form></td></tr>',
                 b["ip"], b.get("reason", ""), t.datetime(b.get("banned_at")), t.datetime(b.get("until")),
                 csrf_field(request), b["ip"], t("bans.lift"))
-            for b in request.app[API].control.bans()]
+            for b in control_list(request, "bans") or []]
     body = join([settings_tabs(request, "bans"), fmt('<section class="card"><p class="muted">{}</p>{}</section>', t("bans.help"),
                  table([t("bans.ip"), t("bans.reason"), t("bans.since"), t("bans.until"), ""], rows, empty=t("bans.none")))])
     return page(request, t("settings.bans"), body)
@@ -551,7 +564,12 @@ async def bans(request: web.Request) -> web.Response:
 async def lift_ban(request: web.Request) -> web.Response:
     data = await request.post()
     ip = str(data.get("ip", ""))[:64]
-    if request.app[API].control.lift_ban(ip):
+    try:
+        lifted = request.app[BOX].action("lift_ban")(ip)
+    except ControlError as e:
+        ctx(request).session.flash.append(("error", str(e)))
+        raise web.HTTPSeeOther("/settings/bans")
+    if lifted:
         flash(request, "bans.lifted")
     else:
         flash(request, "bans.not_found", "error")
@@ -773,7 +791,7 @@ async def prompt_preview(request: web.Request) -> web.StreamResponse:
         form.error("text", "form.required")
         return _prompts_page(request, form, 400)
     try:
-        wav = await request.app[API].control.prompt_preview(text, lang)
+        wav = await request.app[BOX].action("prompt_preview")(text, lang)
     except ControlError as e:
         ctx(request).session.flash.append(("error", str(e)))
         raise web.HTTPSeeOther("/settings/prompts")
