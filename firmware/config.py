@@ -1271,7 +1271,8 @@ SECTIONS: dict[str, type] = {
     "route.outbound": OutboundRoute,
     "notification": Notification,
 }
-"""Section name (as in the TOML file and the config store) -> record class."""
+"""Section name (as in the TOML file and the config store) -> record class. The config store
+also has the singleton section ``route`` (:class:`Routes` without its route lists)."""
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -1386,7 +1387,11 @@ def _convert(tp: Any, v: Any, path: tuple, ctx: _Ctx, meta: Mapping[str, Any]) -
                 return _BAD
             v = list(order[:order.index(v) + 1])
         if not isinstance(v, list):
-            ctx.err(path, f"must be a list, not {_type_name(v)}")
+            if isinstance(v, dict) and dataclasses.is_dataclass(item_t) and path and isinstance(path[-1], str):
+                name = ".".join(p for p in path if isinstance(p, str))
+                ctx.err(path, f"write [[{name}]] (one block per {path[-1]}), not [{name}]")
+            else:
+                ctx.err(path, f"must be a list, not {_type_name(v)}")
             return _BAD
         out = []
         ok = True
@@ -1429,7 +1434,7 @@ def _convert(tp: Any, v: Any, path: tuple, ctx: _Ctx, meta: Mapping[str, Any]) -
 def _build(cls: type, raw: Any, path: tuple, ctx: _Ctx) -> Any:
     if not isinstance(raw, dict):
         ctx.err(path, f"must be a table, not {_type_name(raw)}")
-        return None
+        return _BAD
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     by_key = {_key_of(f): f for f in fields}
@@ -1761,7 +1766,7 @@ def validate_raw(raw: Mapping[str, Any], *, base_dir: str | os.PathLike | None =
     """
     ctx = _Ctx(Path(base_dir) if base_dir is not None else None, check_files, positions)
     prov = _build(Provisioning, dict(raw), (), ctx)
-    if prov is None:
+    if prov is _BAD:
         prov = Provisioning()
     _cross_check(prov, ctx)
     return prov, ctx.issues

@@ -437,7 +437,7 @@ class ConfigStore:
 
     def _mask(self, section: str, record: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(record)
-        cls = SECTIONS[section]
+        cls = _record_class(section)
         for name in _secret_fields(cls):
             parts = name.split(".")
             d = out
@@ -450,12 +450,13 @@ class ConfigStore:
         return out
 
     def sections(self) -> list[str]:
-        """Section names, in the order of the settings pages."""
-        return list(SECTIONS)
+        """Section names, in the order of the settings pages (``route``: blacklist and default)."""
+        return [*SECTIONS, "route"]
 
     def fields(self, section: str) -> dict[str, str]:
         """Field -> help text of a section's records (docstrings of the model)."""
-        return field_docs(SECTIONS[section])
+        docs = field_docs(_record_class(section))
+        return {k: v for k, v in docs.items() if not (section == "route" and k in ("inbound", "outbound"))}
 
     def list(self, section: str) -> list[dict[str, Any]]:
         """Records of a list section, in order, each with its ``id`` (secrets masked)."""
@@ -472,16 +473,19 @@ class ConfigStore:
             return out
 
     def get(self, section: str, key: str = "") -> dict[str, Any] | None:
-        """One record (``system`` needs no key), secrets masked; None when absent."""
+        """One record (``system`` and ``route`` need no key), secrets masked; None when absent."""
         if section == "system":
             return self._mask("system", to_raw(self.current().system))
+        if section == "route":
+            raw = to_raw(self.current().route)
+            return {k: v for k, v in raw.items() if k not in ("inbound", "outbound")}
         for rec in self.list(section):
             if rec["id"] == key:
                 return rec
         return None
 
     def _check_section(self, section: str, list_only: bool = False) -> None:
-        if section not in SECTIONS or (list_only and section == "system"):
+        if (section not in SECTIONS and section != "route") or (list_only and section in ("system", "route")):
             raise ConfigStoreError(f"unknown section {section!r}")
 
     # ------------------------------------------------------------------ changes
@@ -499,16 +503,22 @@ class ConfigStore:
         self._check_section(section)
         data = self._data()
         baseline = self._raw_of(data)
-        if section == "system":
-            before = self._docs(data, "system")
+        if section in ("system", "route"):
+            if section == "route" and ({"inbound", "outbound"} & set(record)):
+                raise ConfigValidationError({"_": "edit routes as the route.inbound and route.outbound sections"})
+            before = self._docs(data, section)
             merged = _deep_merge(copy.deepcopy(before[0]["data"]) if before else {}, record)
             merged = self._unmask(merged, before[0]["data"] if before else {})
             candidate = copy.deepcopy(baseline)
-            candidate["system"] = merged
-            errors = self._errors_for(candidate, ("system",), baseline)
+            if section == "route":
+                lists = {k: v for k, v in candidate.get("route", {}).items() if k in ("inbound", "outbound")}
+                candidate["route"] = {**merged, **lists}
+            else:
+                candidate["system"] = merged
+            errors = self._errors_for(candidate, (section,), baseline)
             if errors:
                 raise ConfigValidationError(errors)
-            self._set_docs(data, "system", [{"id": "system", "data": merged}])
+            self._set_docs(data, section, [{"id": section, "data": merged}])
             return data, "", before[0]["data"] if before else None, None
         docs = self._docs(data, section)
         natural = SECTION_KEYS[section]
@@ -583,14 +593,16 @@ class ConfigStore:
     def update(self, section: str, key: str, changes: Mapping[str, Any]) -> SavedRecord:
         """Change fields of a record (others keep their values; a masked secret is kept).
 
-        ``section="system"`` takes nested tables: ``{"security": {"ban_attempts": 3}}``.
+        ``section="system"`` takes nested tables: ``{"security": {"ban_attempts": 3}}``;
+        ``section="route"`` holds the caller ``blacklist`` and the ``default`` destination.
         A ``password`` in an extension/user change sets a new password (validated).
         Renaming a key (number/name) is allowed; references to the old key are reported as
         errors, not rewritten.
         """
         with self._lock:
             old_data = self._data()
-            new, new_key, before, password = self._prepare(section, dict(changes), key if section != "system" else None)
+            new, new_key, before, password = self._prepare(section, dict(changes),
+                                                           key if section not in ("system", "route") else None)
             if section in ("extension", "user"):
                 cred = self._credential(old_data, section, key)
                 if password:
@@ -629,8 +641,8 @@ class ConfigStore:
             self._commit(data, ConfigChange(section, key, "move", None, None))
 
     def _record_of(self, data: dict[str, Any], section: str, key: str) -> dict[str, Any]:
-        if section == "system":
-            return self._mask("system", self._docs(data, "system")[0]["data"])
+        if section in ("system", "route"):
+            return self._mask(section, self._docs(data, section)[0]["data"])
         for d in self._docs(data, section):
             if d["id"] == key:
                 rec = self._mask(section, d["data"])
@@ -930,6 +942,11 @@ class ConfigStore:
                 if not (("ha1" in d and "realm" in d) or str(d.get("hash", "")).startswith("scrypt$")):
                     raise ConfigValidationError({"_": f"backup credential {d.get('id')!r} is malformed"})
             self._commit(copy.deepcopy(data), ConfigChange("*", "", "restore", None, None))
+
+
+def _record_class(section: str) -> type:
+    from firmware.config import Routes
+    return Routes if section == "route" else SECTIONS[section]
 
 
 def _deep_merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -234,3 +234,17 @@ def test_field_help_for_forms(store):
     docs = store.fields("queue")
     assert "seconds" in docs["agent_timeout"].lower()
     assert set(store.sections()) >= {"system", "extension", "queue", "route.inbound"}
+
+
+def test_route_blacklist_and_default(store):
+    assert store.get("route") == {"blacklist": [], "default": "hangup"}
+    with pytest.raises(ConfigValidationError) as ei:
+        store.update("route", "", {"blacklist": ["0X.", "12[9-"], "default": "999"})
+    assert ei.value.errors == {"blacklist.1": "bad pattern '12[9-': '[' at position 3 is never closed",
+                               "default": "destination 999 does not exist (no extension, queue, menu or time "
+                                          "condition has that number; use external:NUMBER for an outside number)"}
+    store.update("route", "", {"blacklist": ["+48700X."], "default": "500"})
+    cur = store.current().route
+    assert (cur.blacklist, cur.default, len(cur.inbound), len(cur.outbound)) == (("+48700X.",), "500", 1, 1)
+    with pytest.raises(ConfigValidationError):
+        store.update("route", "", {"inbound": []})
