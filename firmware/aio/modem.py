@@ -30,7 +30,7 @@ from typing import Any, Callable
 import serial
 
 from firmware.modem.at import AtEngine, Command
-from firmware.modem.errors import ModemError, ModemNotReady, ModemUnavailable
+from firmware.modem.errors import AtTimeout, ModemError, ModemNotReady, ModemUnavailable
 from firmware.modem.events import (AudioStart, AudioStop, CommandResult, Event, ModemFault, ModemReady,
                                    OperationResult, ResetRequired, SmsReceived)
 from firmware.modem.health import Health
@@ -263,7 +263,7 @@ class ModemLine:
         t = timeout or self.config.dial_timeout + 30
         return await self._request(lambda s, now: s.dial(number, now), t)
 
-    async def hangup(self, timeout: float = 20.0) -> None:
+    async def hangup(self, timeout: float = 30.0) -> None:
         await self._request(lambda s, now: s.hangup(now), timeout)
 
     async def send_dtmf(self, digits: str, timeout: float = 30.0) -> None:
@@ -316,6 +316,8 @@ class ModemLine:
         self._process()
         try:
             return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise AtTimeout(f"{self.name}: request", timeout) from None
         finally:
             self._futures.pop(op, None)
 
@@ -561,11 +563,12 @@ class ModemLine:
         """Connect, then wait for trouble (reset request, lost port) and recover."""
         first = True
         while not self._stopping:
-            if not await self._connect(first):
+            if self.session is None:
+                if not await self._connect(first):
+                    first = False
+                    await asyncio.sleep(self.retry_interval)
+                    continue
                 first = False
-                await asyncio.sleep(self.retry_interval)
-                continue
-            first = False
             assert self._trouble is not None
             await self._trouble.wait()
             self._trouble.clear()

@@ -583,9 +583,18 @@ class ModemSession:
             return
         if now - self._last_ping >= self.config.ping_interval:
             self._last_ping = now
-            # A busy engine's in-flight command times out by itself and counts as a miss.
-            if not self.engine.busy and now - self.engine.last_final >= self.config.ping_interval * 0.5:
-                self._spawn(self._proc_ping(), "ping", op=False)
+            if not self.engine.busy:
+                if now - self.engine.last_final >= self.config.ping_interval * 0.5:
+                    self._spawn(self._proc_ping(), "ping", op=False)
+            elif now - self.engine.last_rx >= self.config.ping_interval:
+                # A long command (SMS sweep, send) in flight and not a byte for a whole
+                # interval: as good as a missed ping, so a hang is caught in time.
+                self._misses += 1
+                self.health.record("silent", f"no byte for {now - self.engine.last_rx:.0f} s while "
+                                   f"waiting for {self.engine.pending.text if self.engine.pending else '?'}",
+                                   now, min_interval=5.0)
+                if self._misses >= self.config.max_misses:
+                    self._trip(f"{self._misses} intervals without an answer", now)
         if now >= self._next_signal:
             self._next_signal = now + self.config.signal_interval
             if self.profile.kind == "gsm" and self.call_state in (CallState.IDLE, CallState.ACTIVE):
@@ -1263,9 +1272,9 @@ class ModemSession:
         if c is not None and c.audio_on:
             c.audio_on = False
             self._emit(AudioStop(now))
-        r = yield self._cmd(prof.hangup_cmd, timeout=10.0)
+        r = yield self._cmd(prof.hangup_cmd)
         if not r.ok and prof.hangup_cmd != "ATH":
-            r = yield self._cmd("ATH", timeout=10.0)
+            r = yield self._cmd("ATH")
         self.call_state = CallState.IDLE
         self.call = None
         self._emit(CallEnded("local", "normal", 16, self._now))

@@ -138,13 +138,11 @@ class Dialog:
                content_type: str | None) -> SipRequest:
         route = list(self.route_set)
         uri: Uri = self.remote_target
-        if route and not (isinstance(route[0].uri, SipUri) and route[0].uri.lr):
-            first = route.pop(0).uri
-            if isinstance(first, SipUri):
-                first = first.without_params("method", "maddr", "ttl", "transport", "lr")
-                first = replace(first, headers=())
+        first = route[0].uri if route else None
+        if isinstance(first, SipUri) and not first.lr:
+            route.pop(0)
             route.append(Address(self.remote_target))
-            uri = first
+            uri = replace(first.without_params("method", "maddr", "ttl", "transport", "lr"), headers=())
         req = SipRequest(method, uri)
         h = req.headers
         h.add("Max-Forwards", "70")
@@ -234,7 +232,10 @@ class DialogTable:
         return iter(list(self._by_id.values()))
 
     def add(self, dialog: Dialog) -> None:
-        """Register a dialog."""
+        """Register a dialog (replacing one with the same identifier)."""
+        old = self._by_id.get(dialog.id)
+        if old is not None:
+            self.remove(old)
         self._by_id[dialog.id] = dialog
         self._by_remote.setdefault((dialog.call_id, dialog.remote_tag), []).append(dialog)
         self._by_local.setdefault((dialog.call_id, dialog.local_tag), []).append(dialog)
@@ -245,11 +246,10 @@ class DialogTable:
             return
         for index, key in ((self._by_remote, (dialog.call_id, dialog.remote_tag)),
                            (self._by_local, (dialog.call_id, dialog.local_tag))):
-            lst = index.get(key, [])
-            if dialog in lst:
-                lst.remove(dialog)
+            lst = index[key]
+            lst.remove(dialog)
             if not lst:
-                index.pop(key, None)
+                del index[key]
 
     def get(self, dialog_id: DialogId) -> Dialog | None:
         """The dialog with this identifier."""

@@ -498,12 +498,7 @@ class TransactionLayer:
             txn.last_response = msg
             self._events.append(ResponseReceived(txn, msg, again))
         elif isinstance(msg, SipRequest) and msg.method == "ACK":
-            wait = self._ack_waits.get(self._ack_key(msg))
-            duplicate = wait is not None and wait.acked
-            if wait is not None:
-                wait.acked = True
-                wait.timers.pop("retransmit", None)
-            self._events.append(AckReceived(msg, source or txn.source, txn, duplicate))
+            self._events.append(AckReceived(msg, source or txn.source, txn, self._acked(msg)))
         else:
             self._events.append(RequestReceived(txn, txn.request, txn.source))
 
@@ -526,8 +521,6 @@ class TransactionLayer:
 
     def _ack_wait_timer(self, wait: _AckWait, name: str, now: float) -> None:
         if name == "retransmit":
-            if wait.acked:
-                return
             self.stats["retransmissions_sent"] += 1
             self._out.append((wait.data, wait.txn.response_dest))
             interval = min(wait.intervals["retransmit"] * 2, self.timers.t2)
@@ -545,13 +538,18 @@ class TransactionLayer:
             self._apply(txn, Input.ACK, now, ack, source)
             return
         wait = self._ack_waits.get(self._ack_key(ack))
+        duplicate = self._acked(ack)
+        self._events.append(AckReceived(ack, source, wait.txn if wait else None, duplicate))
+
+    def _acked(self, ack: SipRequest) -> bool:
+        """Stop retransmitting the 2xx this ACK acknowledges; whether it was already acked."""
+        wait = self._ack_waits.get(self._ack_key(ack))
         if wait is None:
-            self._events.append(AckReceived(ack, source, None, False))
-            return
+            return False
         duplicate = wait.acked
         wait.acked = True
         wait.timers.pop("retransmit", None)
-        self._events.append(AckReceived(ack, source, wait.txn, duplicate))
+        return duplicate
 
     def _receive_cancel(self, cancel: SipRequest, source: Addr, key: tuple[object, ...],
                         now: float) -> None:
