@@ -309,14 +309,16 @@ def _load_bench():
 
 
 def test_summaries_equal_raw_on_generated_data_with_dst(tmp_path):
-    """A generated store spanning the October DST change: every report is the same from the
+    """A generated store spanning the March DST change: every report is the same from the
     summaries and from raw rows, for whole and for odd periods."""
     bench = _load_bench()
     path = tmp_path / "gen.sqlite"
-    bench.generate(path, 4000, seed=5)
+    bench.generate(path, 4000, seed=5, start=dt.date(2026, 3, 26))
     s = CallStore(path)
     try:
         lo, hi = s.query("SELECT min(started_at), max(started_at) FROM calls")[0]
+        offsets = {dt.datetime.fromtimestamp(t, ZoneInfo(bench.TZ)).utcoffset() for t in (lo, hi)}
+        assert len(offsets) == 2, "the data must cross the DST change"
         fast = Reports(s, timezone=bench.TZ, clock=lambda: hi + 10)
         slow = Reports(s, timezone=bench.TZ, clock=lambda: hi + 10, use_summaries=False)
         periods = [(lo, hi + 1), (lo + 12345.6, hi - 98765.4), (lo + 86400 * 3 + 1800, lo + 86400 * 9 + 7)]
@@ -327,6 +329,15 @@ def test_summaries_equal_raw_on_generated_data_with_dst(tmp_path):
                 a = getattr(fast, name)(since, until, **kw)
                 b = getattr(slow, name)(since, until, **kw)
                 assert _rounded(a) == _rounded(b), (name, since, until)
+        tz = ZoneInfo(bench.TZ)
+        grid = [[0] * 24 for _ in range(7)]
+        per_day: dict[str, int] = {}
+        for (t,) in s.query("SELECT started_at FROM calls WHERE direction != 'internal' AND ended_at IS NOT NULL"):
+            local = dt.datetime.fromtimestamp(t, tz)
+            grid[local.weekday()][local.hour] += 1
+            per_day[local.date().isoformat()] = per_day.get(local.date().isoformat(), 0) + 1
+        assert fast.weekday_hour(lo, hi + 1).calls == grid
+        assert {d.day: d.total for d in fast.calls_per_day(lo, hi + 1) if d.total} == per_day
     finally:
         s.close()
 

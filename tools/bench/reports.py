@@ -57,8 +57,8 @@ def _business_days(n_calls: int, start: dt.date) -> list[tuple[dt.date, float]]:
     return days
 
 
-def generate(path: Path, n_calls: int, seed: int = 20261123) -> None:
-    """Write a realistic call store of ``n_calls`` calls to ``path``."""
+def generate(path: Path, n_calls: int, seed: int = 20261123, start: dt.date = dt.date(2025, 11, 24)) -> None:
+    """Write a realistic call store of ``n_calls`` calls to ``path``, from the day ``start``."""
     rng = random.Random(seed)
     tz = ZoneInfo(TZ)
     CallStore(path).close()
@@ -66,7 +66,6 @@ def generate(path: Path, n_calls: int, seed: int = 20261123) -> None:
     conn.execute("PRAGMA synchronous=OFF")  # bench data generation only; the box never does this
     conn.execute("BEGIN")
     customers = [f"+48{rng.randint(500_000_000, 799_999_999)}" for _ in range(60_000)]
-    start = dt.date(2025, 11, 24)
     days = _business_days(n_calls, start)
     per_weight = n_calls / sum(w for _, w in days)
     hours = list(HOUR_WEIGHTS)
