@@ -1060,7 +1060,7 @@ class Ivr:
     """Greeting: text spoken with espeak-ng in ``language``, or an 8 kHz mono 16-bit WAV path."""
     language: str | None = _f(None)
     """Language of the text prompts (an espeak-ng language); omitted: the system's."""
-    options: Mapping[str, str] = _f(factory=lambda: types.MappingProxyType({}), options=True)
+    options: dict[str, str] = _f(factory=dict, options=True)
     """Key -> destination, e.g. ``{ "1" = "600", "2" = "601", "0" = "hangup" }``."""
     timeout: int = _f(5, ge=1, le=60)
     """Seconds to wait for a key after the prompt."""
@@ -1427,7 +1427,7 @@ def _convert(tp: Any, v: Any, path: tuple, ctx: _Ctx, meta: Mapping[str, Any]) -
                 ok = False
                 continue
             out_m[k] = item
-        return types.MappingProxyType(out_m) if ok else _BAD
+        return out_m if ok else _BAD
     raise TypeError(f"unsupported field type {tp!r}")
 
 

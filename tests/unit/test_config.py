@@ -352,3 +352,15 @@ def test_provisioning_reference_documents_every_key():
                 continue
             assert f"| `{key}` |" in text, (cls.__name__, key)
             assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+
+
+def test_model_is_plain_data():
+    """asdict / deepcopy work (the web page and the PBX copy and serialise the model)."""
+    import copy
+    import dataclasses
+    import json
+    p = load_provisioning(ROOT / "firmware" / "data" / "example.toml")
+    assert copy.deepcopy(p) == p
+    d = dataclasses.asdict(p)
+    assert d["ivrs"][0]["options"]["1"] == "600"
+    json.dumps(d)
