@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from web_ui.i18n import LANGUAGES, Translator, negotiate, zone
-from web_ui.keys import (BOX, CLOCK, CTX, SESSIONS, THROTTLE, Principal, RequestContext, ctx)
+from web_ui.keys import BOX, CTX, SESSIONS, THROTTLE, Principal, RequestContext
 
 log = logging.getLogger("web_ui")
 

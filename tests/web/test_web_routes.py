@@ -679,3 +679,37 @@ async def test_actions_the_running_box_does_not_offer_yet_are_reported_not_crash
     r = await api.c.post("/api/v1/originate", json={"number": "+48601000001"},
                          headers={"Authorization": f"Bearer {token}"})
     assert r.status == 409 and "does not report this yet" in (await r.json())["error"]
+
+
+async def _finish_job(cl: Client, text: str) -> tuple[dict, Any]:
+    import asyncio
+
+    job = re.search(r'data-job="([^"]+)"', text).group(1)
+    for _ in range(200):
+        state = json.loads((await cl.get(f"/jobs/{job}"))[1])
+        if state["state"] != "running":
+            break
+        await asyncio.sleep(0.02)
+    r = await cl.c.get(f"/jobs/{job}/result")
+    return state, r
+
+
+async def test_provisioning_import_checks_lines_then_applies_with_progress(seeded, make_client):
+    cl = await _as(make_client, "admin", ADMIN_PW)
+    bad = b'[[extension]]\nnumber = "205"\nname = "Eve"\n\n[[extension]]\nnumber = "2x6"\nmax_calls = 900\n'
+    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": bad})
+    assert r.status == 202
+    state, r = await _finish_job(cl, await r.text())
+    text = await r.text()
+    assert state["state"] == "failed" and r.status == 400 and "6: " in text
+    assert seeded.config.get("extension", "205") is None
+    good = "".join(f'[[extension]]\nnumber = "{n}"\nname = "{m}"\n\n' for n, m in (
+        ("201", "Anna"), ("202", "Boris"), ("203", "Cvetan"), ("205", "Eve"))).encode()
+    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": good})
+    state, r = await _finish_job(cl, await r.text())
+    text = await r.text()
+    assert state["state"] == "done" and r.status == 200
+    assert len(re.findall(r'<code class="secret">', text)) == 1
+    assert [e["number"] for e in seeded.config.list("extension")] == ["201", "202", "203", "205"]
+    assert seeded.config.get("user", "admin") is not None
+    assert not list(seeded.data_dir.glob(".import-*"))

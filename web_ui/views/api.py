@@ -14,7 +14,7 @@ from aiohttp import web
 from firmware.api import ControlError
 from web_ui.keys import API, BOX, CLOCK, EVERYONE, MANAGERS, access, ctx
 from web_ui.views.agent import clean_number
-from web_ui.views.common import BadInput, Form
+from web_ui.views.common import Form
 from web_ui.views.recordings import may_see_call, serve_recording
 from web_ui.views.reports import PAGE_SIZE, call_log, parse_filter
 
@@ -27,7 +27,6 @@ CALL_FIELDS = ("id", "started_at", "answered_at", "ended_at", "direction", "call
 
 
 def _bad(errors: dict[str, str]) -> web.HTTPBadRequest:
-    t = None
     return web.HTTPBadRequest(text=web.json_response({"error": "invalid request", "fields": errors}).text,
                               content_type="application/json")
 

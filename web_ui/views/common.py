@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 from aiohttp import web
 
-from web_ui.html import Markup, attrs, escape, fmt, join, render
+from web_ui.html import Markup, attrs, fmt, join, render
 from web_ui.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from web_ui.keys import API, MANAGERS, SESSIONS, ctx
 

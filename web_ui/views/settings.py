@@ -19,7 +19,7 @@ from firmware.store.config_store import MASK, ConfigStoreError, ConfigValidation
 from web_ui.html import Markup, fmt, join
 from web_ui.i18n import LANGUAGE_NAMES, Translator
 from web_ui.jobs import Job, JobFailed
-from web_ui.keys import ADMINS, API, BOX, JOBS, OPTIONS, SESSIONS, access, ctx
+from web_ui.keys import ADMINS, API, BOX, JOBS, SESSIONS, access, ctx
 from web_ui.views.common import (Form, csrf_field, flash, form_errors_summary, input_field, page, table)
 
 routes = web.RouteTableDef()
@@ -577,9 +577,14 @@ async def lift_ban(request: web.Request) -> web.Response:
 
 
 # -- backup and restore (long operations with progress) ----------------------------------------
-def _backup_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+def _backup_page(request: web.Request, error: str = "", status: int = 200, *, import_error: str = "",
+                 shown: Markup | str = "") -> web.Response:
     t = ctx(request).t
-    body = join([settings_tabs(request, "backup"),
+    problems = Markup("")
+    if import_error:
+        problems = fmt('<div class="flash error" role="alert"><p>{}</p><pre class="mono">{}</pre></div>',
+                       t("import.invalid"), import_error)
+    body = join([settings_tabs(request, "backup"), Markup(shown), problems,
                  fmt('<section class="card"><h2>{}</h2><p class="muted">{}</p><form method="post" action="/settings/backup">{}'
                      '<button type="submit" class="primary">{}</button></form></section>',
                      t("backup.title"), t("backup.help"), csrf_field(request), t("backup.create")),
@@ -590,7 +595,13 @@ def _backup_page(request: web.Request, error: str = "", status: int = 200) -> we
                      t("restore.title"), t("restore.help"), csrf_field(request), " has-error" if error else "",
                      t("restore.file"), Markup(' aria-invalid="true" aria-describedby="e-file"') if error else "",
                      fmt('<p class="field-error" id="e-file">{}</p>', t(error) if t.has(error) else error) if error else "",
-                     t("restore.confirm"), t("restore.submit"))])
+                     t("restore.confirm"), t("restore.submit")),
+                 fmt('<section class="card"><h2>{}</h2><p class="muted">{}</p>'
+                     '<form method="post" action="/settings/import" enctype="multipart/form-data" novalidate>{}'
+                     '<div class="field"><label for="f-toml">{}</label><input type="file" id="f-toml" name="file" accept=".toml" required></div>'
+                     '<button type="submit" data-confirm="{}">{}</button></form></section>',
+                     t("import.title"), t("import.help"), csrf_field(request), t("import.file"), t("import.confirm"),
+                     t("import.submit"))])
     return page(request, t("settings.backup"), body, status=status)
 
 
@@ -656,6 +667,48 @@ async def restore_start(request: web.Request) -> web.Response:
     return _job_page(request, job, "restore.title", f"/jobs/{job.id}/result")
 
 
+@routes.post("/settings/import")
+@access(*ADMINS)
+async def import_start(request: web.Request) -> web.Response:
+    """Apply a provisioning file (TOML) to the running box: checked line by line first, then the
+    sections it contains replace the stored ones (see ConfigStore.provision); progress shown."""
+    import asyncio
+    import os
+    import tempfile
+
+    data = await request.post()
+    f = data.get("file")
+    if f is None or not hasattr(f, "file"):
+        return _backup_page(request, "restore.no_file", 400)
+    blob = f.file.read(BACKUP_MAX + 1)
+    if len(blob) > BACKUP_MAX:
+        return _backup_page(request, "restore.too_big", 413)
+    box = request.app[BOX]
+    fd, tmp = tempfile.mkstemp(dir=box.config.data_dir, prefix=".import-", suffix=".toml")
+    with os.fdopen(fd, "wb") as out:
+        out.write(blob)
+
+    async def body(job: Job) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        try:
+            job.advance(0.2, "job.import_check")
+            try:
+                await loop.run_in_executor(None, fwconfig.load_provisioning, tmp)
+            except fwconfig.ProvisioningError as e:
+                raise JobFailed("\n".join(f"{i.line}: {i.message}" for i in e.issues[:30])) from None
+            job.advance(0.6, "job.import_apply")
+            try:
+                generated = await loop.run_in_executor(None, box.config.provision_file, tmp)
+            except fwconfig.ProvisioningError as e:
+                raise JobFailed("\n".join(i.message for i in e.issues[:30])) from None
+            return {"generated": [(g.kind, g.name, g.password) for g in generated]}
+        finally:
+            os.unlink(tmp)
+
+    job = request.app[JOBS].start("import", ctx(request).user.name, body)
+    return _job_page(request, job, "import.title", f"/jobs/{job.id}/result")
+
+
 @routes.get("/jobs/{id}")
 @access(*ADMINS)
 async def job_state(request: web.Request) -> web.Response:
@@ -679,7 +732,16 @@ async def job_result(request: web.Request) -> web.StreamResponse:
     if job.state == "running":
         return _job_page(request, job, f"{job.kind}.title", f"/jobs/{job.id}/result")
     if job.state == "failed":
+        if job.kind == "import":
+            return _backup_page(request, "", 400, import_error=job.error)
         return _backup_page(request, job.error or "job.failed", 400)
+    if job.kind == "import":
+        creds = job.result.pop("generated", [])
+        shown = fmt('<div class="flash ok" role="status"><p>{}</p>{}</div>', t("import.done"),
+                    table([t("field.type"), t("field.name"), t("field.password")],
+                          [fmt('<tr><td>{}</td><td>{}</td><td><code class="secret">{}</code></td></tr>',
+                               t("section." + kind), name, pw) for kind, name, pw in creds]) if creds else "")
+        return _backup_page(request, shown=shown)
     if job.kind == "backup":
         stamp = t.local(job.started).strftime("%Y%m%d-%H%M")
         return web.Response(body=job.result["blob"], content_type="application/json", headers={
