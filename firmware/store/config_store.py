@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import threading
 import time
 import tomllib
@@ -166,7 +167,10 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, mode: int = 0o600, kee
     os.close(fd)
     if keep_backup and os.path.exists(p):
         bak_tmp = f"{p}.bak-{secrets.token_hex(4)}"
-        os.link(p, bak_tmp)
+        try:
+            os.link(p, bak_tmp)
+        except OSError:
+            shutil.copyfile(p, bak_tmp)
         os.replace(bak_tmp, p + ".bak")
     os.replace(tmp, p)
     _fsync_dir(folder)
