@@ -994,11 +994,25 @@ class CallStore:
         return lid
 
     def update_leg(self, call_id: str, leg_id: str, **fields_: Any) -> None:
-        """Change a leg: ``answered_at``, ``ended_at``, ``cause``, ``sip_code``, ``endpoint``..."""
-        for k in fields_:
+        """Change a leg: ``answered_at``, ``ended_at``, ``cause`` (Q.850; a numeric string is
+        accepted, anything else non-numeric is stored as unknown), ``sip_code``, ``endpoint``..."""
+        values: dict[str, Any] = {}
+        for k, v in fields_.items():
             if k not in _LEG_COLUMNS:
                 raise CallStoreError(f"unknown leg field {k!r}")
-        self._submit(self._w_leg, call_id, leg_id, dict(fields_))
+            if k in ("cause", "sip_code"):
+                if isinstance(v, str):
+                    v = int(v) if v.strip().isdigit() else None
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                    raise CallStoreError(f"leg field {k} must be an integer")
+            elif k in ("started_at", "answered_at", "ended_at") and v is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise CallStoreError(f"leg field {k} must be a time in seconds")
+                v = float(v)
+            elif k in ("kind", "role", "endpoint") and not isinstance(v, str):
+                raise CallStoreError(f"leg field {k} must be text")
+            values[k] = v
+        self._submit(self._w_leg, call_id, leg_id, values)
 
     def set_note(self, call_id: str, *, disposition: str | None = None, note: str | None = None,
                  tags: Iterable[str] | str | None = None) -> None:

@@ -94,7 +94,9 @@ def test_call_with_legs_and_timeline(store):
     store.add_event(cid, "agent_ring", ts=T0 + 10, agent="201", queue="600", result="no_answer", seconds=15)
     store.add_event(cid, "agent_ring", ts=T0 + 30, agent="202", queue="600", result="answered", seconds=4)
     store.update_call(cid, answered_at=T0 + 34, answered_by="202", queue="600", ring_s=4.0, ivr_path="500:1")
-    store.update_leg(cid, leg, answered_at=T0 + 34, ended_at=T0 + 94, cause=16)
+    store.update_leg(cid, leg, answered_at=T0 + 34, ended_at=T0 + 94, cause="16", sip_code=None)
+    with pytest.raises(CallStoreError, match="leg field ended_at must be a time"):
+        store.update_leg(cid, leg, ended_at="later")
     store.end_call(cid, ended_at=T0 + 94, hangup_side="callee", hangup_cause=16, hold_s=10.0)
     store.flush()
     c = store.get_call(cid)
