@@ -243,20 +243,20 @@ class AtEngine:
         self._pump(now)
 
     def handle_timer(self, now: float) -> None:
-        if self._data_mode and self._data_deadline is not None and now >= self._data_deadline:
+        if self._data_mode and self._data_deadline is not None and now >= self._data_deadline - 1e-6:
             self._data_mode = False
             self._data_deadline = None
         inf = self._inflight
         if inf is not None:
-            if inf.late_until is not None and now >= inf.late_until:
+            if inf.late_until is not None and now >= inf.late_until - 1e-6:
                 self._finish(inf, inf.late_result, None, now)
-            elif now >= inf.deadline:
+            elif now >= inf.deadline - 1e-6:
                 if inf.awaiting_prompt:
                     self._out += b"\x1b"  # ESC leaves the SMS prompt without sending (27.005 3.5.1)
                 self._finish(inf, "TIMEOUT", None, now)
                 self._hold_started = now
                 self._hold_until = now + self._resync_quiet
-        if self._hold_until is not None and now >= self._hold_until:
+        if self._hold_until is not None and now >= self._hold_until - 1e-6:
             self._hold_until = None
         self._pump(now)
 

@@ -190,6 +190,7 @@ class _SmsGroup:
     first_seen: float = 0.0
 
 
+_EPS = 1e-6  # timers compare against the sums they were armed with; floats round
 _PHONE_RE = re.compile(r"^\+?[0-9*#]{1,32}$")
 _IMEI_RE = re.compile(r"(\d{14,17})")
 _ICCID_RE = re.compile(r"([0-9A-Fa-f]{18,22})")
@@ -270,6 +271,7 @@ class ModemSession:
         self._waiting_data_end = False
         self._analog_cid: dict[str, str] = {}
         self._early_cid: tuple | None = None
+        self._ring_early_cid: tuple | None = None
 
     # ================================================================== I/O side
     def receive_data(self, data: bytes, now: float) -> None:
@@ -282,10 +284,10 @@ class ModemSession:
         self.engine.handle_timer(now)
         self._drain_engine()
         for p in list(self._procs):
-            if p.sleep_until is not None and now >= p.sleep_until:
+            if p.sleep_until is not None and now >= p.sleep_until - _EPS:
                 p.sleep_until = None
                 self._step(p, None)
-            elif p.wait_until is not None and now >= p.wait_until:
+            elif p.wait_until is not None and now >= p.wait_until - _EPS:
                 p.wait_key = None
                 p.wait_until = None
                 self._step(p, None)
@@ -565,23 +567,23 @@ class ModemSession:
 
     # ================================================================== housekeeping
     def _housekeeping(self, now: float) -> None:
-        if self._clip_deadline is not None and now >= self._clip_deadline:
+        if self._clip_deadline is not None and now >= self._clip_deadline - _EPS:
             self._clip_deadline = None
             if self._analog_cid:
                 self._finish_analog_cid(now)
             else:
                 self._announce_incoming(now)
-        if self._dial_deadline is not None and now >= self._dial_deadline:
+        if self._dial_deadline is not None and now >= self._dial_deadline - _EPS:
             self._dial_deadline = None
             if self.call_state in (CallState.DIALING, CallState.ALERTING):
                 self._finish_dial(DialResult("no_answer", "no answer within %gs" % self.config.dial_timeout, 19))
                 self.hangup(now)
         if self.call_state == CallState.RINGING and self.call is not None \
-                and now - self.call.last_ring >= self.config.ring_timeout:
+                and now >= self.call.last_ring + self.config.ring_timeout - _EPS:
             self._remote_end("missed", None, None, now)
         if not self.ready or self.resetting:
             return
-        if now - self._last_ping >= self.config.ping_interval:
+        if now >= self._last_ping + self.config.ping_interval - _EPS:
             self._last_ping = now
             if not self.engine.busy:
                 if now - self.engine.last_final >= self.config.ping_interval * 0.5:
@@ -595,11 +597,11 @@ class ModemSession:
                                    now, min_interval=5.0)
                 if self._misses >= self.config.max_misses:
                     self._trip(f"{self._misses} intervals without an answer", now)
-        if now >= self._next_signal:
+        if now >= self._next_signal - _EPS:
             self._next_signal = now + self.config.signal_interval
             if self.profile.kind == "gsm" and self.call_state in (CallState.IDLE, CallState.ACTIVE):
                 self._spawn(self._proc_signal(), "signal", op=False)
-        if now >= self._next_sweep:
+        if now >= self._next_sweep - _EPS:
             self._next_sweep = now + self.config.sweep_interval
             if self.profile.sms and not self._sweeping:
                 self._spawn(self._proc_sweep(), "sweep", op=False)
@@ -891,8 +893,10 @@ class ModemSession:
                              else ("missed" if self.call_state == CallState.RINGING else "normal"),
                              None, None, now)
         elif name in ("BUSY", "NO ANSWER", "NO DIALTONE"):
-            cause = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO DIALTONE": "no_dialtone"}[name]
-            self._remote_end(cause, _STATUS_Q850.get(cause), None, now)
+            # results of our own dialling; on any other call they mean nothing
+            if self.call_state in (CallState.DIALING, CallState.ALERTING):
+                cause = {"BUSY": "busy", "NO ANSWER": "no_answer", "NO DIALTONE": "no_dialtone"}[name]
+                self._remote_end(cause, _STATUS_Q850.get(cause), None, now)
         elif name in ("MO RING",) or name == "^CONF":
             self._alerting(now)
         elif name == "MO CONNECTED":
@@ -1030,10 +1034,7 @@ class ModemSession:
                 self._clip_deadline = now + self.config.clip_wait
             early, self._early_cid = self._early_cid, None
             if early is not None and now - early[-1] <= 2.0:
-                self.call.rings = 1
-                self.call.last_ring = now
-                self._on_cid(*early[:-1], now)
-                self.call.rings = 0
+                self._ring_early_cid = early  # used only if no +CLIP follows this RING
         if self.call_state != CallState.RINGING or self.call is None:
             return
         self.call.rings += 1
@@ -1089,6 +1090,10 @@ class ModemSession:
         self._clip_deadline = None
         c = self.call
         if c is None or c.announced or self.call_state != CallState.RINGING:
+            return
+        early, self._ring_early_cid = self._ring_early_cid, None
+        if early is not None and not c.cid_seen:
+            self._on_cid(*early[:-1], now)  # announces
             return
         c.announced = True
         self._emit(IncomingCall(c.number, c.withheld, c.name, now))
