@@ -397,6 +397,7 @@ async def test_settings_create_extension_shows_generated_password_once(seeded, m
     assert r.status == 200
     m = re.search(r'<code class="secret">([^<]+)</code>', text)
     assert m and len(m.group(1)) >= 16
+    assert '<svg class="qr"' in text and f"password: {m.group(1)}" in text
     assert seeded.config.get("extension", "204")["name"] == "Dora"
     r, text = await cl.get("/settings/extension")
     assert m.group(1) not in text

@@ -322,10 +322,24 @@ def _list_page(request: web.Request, section: str, form: Form, status: int = 200
     return page(request, t("section." + section), body, status=status)
 
 
-def _generated(t: Translator, section: str, key: str, password: str) -> str:
+def softphone_text(request: web.Request, number: str, password: str) -> str:
+    """What a softphone needs, as text (also put in the QR code)."""
+    host = request.url.host or "officebox"
+    sip = str(request.app[BOX].system().get("sip_bind", "0.0.0.0:5060"))
+    port = sip.rpartition(":")[2] or "5060"
+    return f"sip:{number}@{host}:{port}\nuser: {number}\npassword: {password}\nserver: {host}:{port}"
+
+
+def _generated(t: Translator, section: str, key: str, password: str, request: web.Request | None = None) -> str:
+    from web_ui.qr import svg
+
+    extra = Markup("")
+    if section == "extension" and request is not None:
+        text = softphone_text(request, key, password)
+        extra = fmt('<div class="qrbox">{}<pre class="mono">{}</pre></div><p class="muted">{}</p>',
+                    svg(text, label=t("settings.qr_label", name=key)), text, t("settings.softphone_hint"))
     return fmt('<div class="flash ok" role="status"><p>{}</p><p><code class="secret">{}</code></p>{}</div>',
-               t("settings.password_once", name=key), password,
-               fmt('<p class="muted">{}</p>', t("settings.softphone_hint")) if section == "extension" else "")
+               t("settings.password_once", name=key), password, extra)
 
 
 @routes.get("/settings/{section:extension|user|queue|ivr|timecondition|trunk|route\\.inbound|route\\.outbound|notification}")
@@ -362,7 +376,7 @@ async def section_create(request: web.Request) -> web.Response:
             _errors_into(form, e.errors)
     if not form.ok:
         return _list_page(request, section, form, 400)
-    shown = _generated(t, section, saved.key, saved.generated_password) if saved.generated_password else ""
+    shown = _generated(t, section, saved.key, saved.generated_password, request) if saved.generated_password else ""
     flash(request, "form.saved")
     if shown:
         return _list_page(request, section, Form(to_form(cls, {})), shown=shown)
@@ -463,7 +477,7 @@ async def record_password(request: web.Request) -> web.Response:
     if section == "user":
         request.app[SESSIONS].drop_user(key)
     return _edit_page(request, section, key, Form(to_form(section_cls(section), rec)),
-                      shown=_generated(t, section, key, password))
+                      shown=_generated(t, section, key, password, request))
 
 
 # -- trunks and modems -------------------------------------------------------------------------
