@@ -39,7 +39,15 @@ def _options(spec: str) -> tuple[str, SimOptions]:
         k, _, v = p.partition("=")
         if k not in known:
             raise argparse.ArgumentTypeError(f"unknown option {k!r} (known: {', '.join(known)})")
-        kw[k] = json.loads(v) if v[:1] in "0123456789-[{tfn\"" and v not in ("",) else v
+        text_field = "str" in str(known[k].type) and not any(
+            t in str(known[k].type) for t in ("int", "float", "bool", "dict"))
+        if text_field:
+            kw[k] = None if v in ("null", "none") and "None" in str(known[k].type) else v.strip('"')
+        else:
+            try:
+                kw[k] = json.loads(v)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"option {k}: {v!r} is not a JSON value") from None
     return name, SimOptions(**kw)
 
 
