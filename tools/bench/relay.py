@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+"""Media relay capacity: N two-leg calls on loopback through the engine (with and without
+recording), through a plain-Python asyncio relay, and through rtpengine (userspace).
+
+A small C load generator (compiled at run time, sendmmsg/recvmmsg) plays both phones of
+every call: each leg sends 50 packets/s (20 ms PCMU), spread evenly over the 20 ms, and
+counts what the relay delivers to the other leg. Each relay runs in its own process; its
+CPU comes from /proc/<pid>/stat over the measurement window (after a warm-up).
+
+    tools/bench/relay.py --quick --json out.json     # N = 100, < 1 minute
+    tools/bench/relay.py --json out.json              # longer runs + the largest N the engine
+                                                      # sustains with < 0.1 % loss
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+GEN_C = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOTS 10          /* the 20 ms tick is split in 2 ms slots; leg i sends in slot i % SLOTS */
+#define BATCH 512
+
+static int64_t now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+static int mksock(int *port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int big = 32 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) { perror("bind"); exit(1); }
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static long long recv_win, recv_all;
+static long warm_ticks, end_ticks;
+
+static void drain(int fd)
+{
+    static struct mmsghdr m[BATCH];
+    static struct iovec io[BATCH];
+    static uint8_t buf[BATCH][256];
+    for (;;) {
+        for (int i = 0; i < BATCH; i++) {
+            io[i].iov_base = buf[i]; io[i].iov_len = sizeof(buf[i]);
+            m[i].msg_hdr.msg_iov = &io[i]; m[i].msg_hdr.msg_iovlen = 1;
+            m[i].msg_hdr.msg_name = NULL; m[i].msg_hdr.msg_namelen = 0;
+        }
+        int n = recvmmsg(fd, m, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) return;
+        for (int i = 0; i < n; i++) {
+            if (m[i].msg_len < 16) continue;
+            const uint8_t *p = buf[i] + 12 + 4 * (buf[i][0] & 15);
+            long tick = (long)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+            recv_all++;
+            if (tick >= warm_ticks && tick < end_ticks) recv_win++;
+        }
+        if (n < BATCH) return;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) { fprintf(stderr, "usage: gen SECONDS WARMUP_S NCALLS < ports\n"); return 2; }
+    double secs = atof(argv[1]), warm = atof(argv[2]);
+    int n = atoi(argv[3]);
+    int pa_gen, pb_gen;
+    int sa = mksock(&pa_gen), sb = mksock(&pb_gen);
+    printf("%d %d\n", pa_gen, pb_gen);
+    fflush(stdout);
+    int legs = 2 * n;
+    int *dst = calloc((size_t)legs, sizeof(int));
+    for (int i = 0; i < n; i++)
+        if (scanf("%d %d", &dst[2 * i], &dst[2 * i + 1]) != 2) { fprintf(stderr, "gen: bad ports\n"); return 2; }
+    struct sockaddr_in *addr = calloc((size_t)legs, sizeof(*addr));
+    uint8_t (*pkt)[172] = calloc((size_t)legs, 172);
+    for (int l = 0; l < legs; l++) {
+        addr[l].sin_family = AF_INET;
+        addr[l].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr[l].sin_port = htons((uint16_t)dst[l]);
+        memset(pkt[l], 0xFF, 172);
+        pkt[l][0] = 0x80; pkt[l][1] = 0;
+        uint32_t ssrc = 0x10000000u + (uint32_t)l;
+        pkt[l][8] = ssrc >> 24; pkt[l][9] = ssrc >> 16; pkt[l][10] = ssrc >> 8; pkt[l][11] = ssrc;
+    }
+    static struct mmsghdr m[2][BATCH];
+    static struct iovec io[2][BATCH];
+    long total_ticks = (long)(secs / 0.02);
+    warm_ticks = (long)(warm / 0.02);
+    end_ticks = total_ticks;
+    long long sent_win = 0, sent_all = 0, send_fail = 0;
+    int64_t t0 = now_ns() + 20000000LL;
+    for (long tick = 0; tick < total_ticks; tick++) {
+        for (int s = 0; s < SLOTS; s++) {
+            int64_t at = t0 + tick * 20000000LL + s * (20000000LL / SLOTS);
+            for (;;) {
+                int64_t left = at - now_ns();
+                if (left <= 0) break;
+                struct pollfd p[2] = {{sa, POLLIN, 0}, {sb, POLLIN, 0}};
+                if (poll(p, 2, (int)(left / 1000000)) > 0) { drain(sa); drain(sb); }
+                else if (left < 1000000) { struct timespec ts = {0, left}; nanosleep(&ts, NULL); }
+            }
+            int cnt[2] = {0, 0};
+            for (int l = s; l < legs; l += SLOTS) {
+                int side = l & 1, k = cnt[side]++;
+                uint8_t *p = pkt[l];
+                uint16_t seq = (uint16_t)tick;
+                uint32_t ts = (uint32_t)tick * 160u;
+                p[2] = seq >> 8; p[3] = seq; p[4] = ts >> 24; p[5] = ts >> 16; p[6] = ts >> 8; p[7] = ts;
+                p[12] = tick >> 24; p[13] = tick >> 16; p[14] = tick >> 8; p[15] = tick;
+                io[side][k].iov_base = p; io[side][k].iov_len = 172;
+                m[side][k].msg_hdr.msg_iov = &io[side][k]; m[side][k].msg_hdr.msg_iovlen = 1;
+                m[side][k].msg_hdr.msg_name = &addr[l]; m[side][k].msg_hdr.msg_namelen = sizeof(addr[l]);
+                if (k + 1 == BATCH) {
+                    int r = sendmmsg(side ? sb : sa, m[side], BATCH, 0);
+                    send_fail += BATCH - (r > 0 ? r : 0);
+                    sent_all += r > 0 ? r : 0;
+                    if (tick >= warm_ticks) sent_win += r > 0 ? r : 0;
+                    cnt[side] = 0;
+                }
+            }
+            for (int side = 0; side < 2; side++)
+                if (cnt[side]) {
+                    int r = sendmmsg(side ? sb : sa, m[side], (unsigned)cnt[side], 0);
+                    send_fail += cnt[side] - (r > 0 ? r : 0);
+                    sent_all += r > 0 ? r : 0;
+                    if (tick >= warm_ticks) sent_win += r > 0 ? r : 0;
+                }
+        }
+    }
+    int64_t end = now_ns() + 500000000LL;
+    while (now_ns() < end) {
+        struct pollfd p[2] = {{sa, POLLIN, 0}, {sb, POLLIN, 0}};
+        if (poll(p, 2, 50) > 0) { drain(sa); drain(sb); }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"sent\": %lld, \"recv\": %lld, \"sent_all\": %lld, \"recv_all\": %lld, \"send_fail\": %lld, "
+           "\"gen_cpu_s\": %.3f}\n", sent_win, recv_win, sent_all, recv_all, send_fail,
+           ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    return 0;
+}
+"""
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+# ---------------------------------------------------------------- relays under test
+
+def serve_engine(n: int, gen_a: int, gen_b: int, port_lo: int, record_dir: str | None) -> None:
+    """Child process: the engine with n relayed calls; prints the ports, waits for stdin EOF."""
+    from firmware.media import Engine
+
+    eng = Engine(bind_ip="127.0.0.1", rtp_ports=(port_lo, port_lo + 8 * n + 400), max_channels=max(64, 2 * n + 8))
+    keep = []
+    ports = []
+    for i in range(n):
+        a, b = eng.rtp_channel(), eng.rtp_channel()
+        a.configure(remote=("127.0.0.1", gen_a), payload_type=0)
+        b.configure(remote=("127.0.0.1", gen_b), payload_type=0)
+        br = eng.bridge([a, b])
+        keep += [a, b, br]
+        if record_dir:
+            keep.append(eng.record(br, os.path.join(record_dir, f"call{i}.wav"), stereo=True, left=[a]))
+        ports.append((a.local_port, b.local_port))
+    print(json.dumps(ports), flush=True)
+    sys.stdin.read()
+    drops = {"malformed": 0, "source": 0, "flood": 0, "send_errors": 0}
+    for h in keep:
+        if hasattr(h, "local_port"):
+            st = h.stats()
+            drops["malformed"] += st.dropped_malformed
+            drops["source"] += st.dropped_source
+            drops["flood"] += st.dropped_flood
+            drops["send_errors"] += st.send_errors
+    es = eng.stats()
+    eng.close()
+    print(json.dumps({"drops": drops, "ticks_missed": es.ticks_missed}), flush=True)
+
+
+def serve_python(n: int, gen_a: int, gen_b: int) -> None:
+    """Child process: a plain asyncio relay, two UDP sockets per call."""
+
+    class Leg(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.transport: asyncio.DatagramTransport | None = None
+            self.peer: Leg | None = None
+            self.remote: tuple[str, int] | None = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+            if self.peer and self.peer.transport:
+                self.peer.transport.sendto(data, self.peer.remote)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ports = []
+        for _ in range(n):
+            la, lb = Leg(), Leg()
+            la.remote, lb.remote = ("127.0.0.1", gen_a), ("127.0.0.1", gen_b)
+            la.peer, lb.peer = lb, la
+            ta, _ = await loop.create_datagram_endpoint(lambda la=la: la, local_addr=("127.0.0.1", 0))
+            tb, _ = await loop.create_datagram_endpoint(lambda lb=lb: lb, local_addr=("127.0.0.1", 0))
+            ports.append((ta.get_extra_info("sockname")[1], tb.get_extra_info("sockname")[1]))
+        print(json.dumps(ports), flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+    print(json.dumps({}), flush=True)
+
+
+def bencode(x) -> bytes:
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    if isinstance(x, bytes):
+        return b"%d:%s" % (len(x), x)
+    if isinstance(x, list):
+        return b"l" + b"".join(bencode(v) for v in x) + b"e"
+    if isinstance(x, dict):
+        return b"d" + b"".join(bencode(k) + bencode(x[k]) for k in sorted(x)) + b"e"
+    raise TypeError(type(x))
+
+
+def bdecode(b: bytes, i: int = 0):
+    c = b[i:i + 1]
+    if c == b"i":
+        j = b.index(b"e", i)
+        return int(b[i + 1:j]), j + 1
+    if c == b"l":
+        out, i = [], i + 1
+        while b[i:i + 1] != b"e":
+            v, i = bdecode(b, i)
+            out.append(v)
+        return out, i + 1
+    if c == b"d":
+        d, i = {}, i + 1
+        while b[i:i + 1] != b"e":
+            k, i = bdecode(b, i)
+            v, i = bdecode(b, i)
+            d[k.decode()] = v
+        return d, i + 1
+    j = b.index(b":", i)
+    ln = int(b[i:j])
+    return b[j + 1:j + 1 + ln], j + 1 + ln
+
+
+class Rtpengine:
+    """rtpengine-daemon (userspace forwarding, --table=-1) driven over its ng protocol."""
+
+    def __init__(self, port_lo: int, port_hi: int) -> None:
+        self.ng_port = free_udp_port()
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}", "--foreground",
+             "--table=-1", f"--port-min={port_lo}", f"--port-max={port_hi}", "--log-stderr", "--log-level=3",
+             "--timeout=600"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.command({"command": "ping"})
+                break
+            except (socket.timeout, ConnectionRefusedError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("rtpengine did not start: " + self.proc.stderr.read().decode()[-500:])
+                time.sleep(0.1)
+
+    def command(self, msg: dict) -> dict:
+        cookie = "%08x" % random.getrandbits(32)
+        self.sock.sendto(cookie.encode() + b" " + bencode(msg), ("127.0.0.1", self.ng_port))
+        while True:
+            data, _ = self.sock.recvfrom(65536)
+            if data.startswith(cookie.encode() + b" "):
+                return bdecode(data[len(cookie) + 1:])[0]
+
+    @staticmethod
+    def sdp(port: int) -> str:
+        return ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+
+    @staticmethod
+    def port_of(sdp: bytes) -> int:
+        for line in sdp.decode().splitlines():
+            if line.startswith("m=audio "):
+                return int(line.split()[1])
+        raise RuntimeError("no m=audio in rtpengine's SDP")
+
+    def setup(self, n: int, gen_a: int, gen_b: int) -> list[tuple[int, int]]:
+        ports = []
+        for i in range(n):
+            cid = f"bench-{i}"
+            off = self.command({"command": "offer", "call-id": cid, "from-tag": "a", "sdp": self.sdp(gen_a),
+                                "flags": ["asymmetric"]})
+            if off.get("result") != b"ok":
+                raise RuntimeError(f"rtpengine offer: {off}")
+            ans = self.command({"command": "answer", "call-id": cid, "from-tag": "a", "to-tag": "b",
+                                "sdp": self.sdp(gen_b), "flags": ["asymmetric"]})
+            if ans.get("result") != b"ok":
+                raise RuntimeError(f"rtpengine answer: {ans}")
+            # A sends to the port in the answer's SDP (what A is told), B to the offer's
+            ports.append((self.port_of(ans["sdp"]), self.port_of(off["sdp"])))
+        return ports
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.sock.close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- one measurement
+
+def build_generator(tmp: Path) -> Path:
+    src, exe = tmp / "gen.c", tmp / "gen"
+    src.write_text(GEN_C)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo: int) -> dict:
+    """Run n calls through one relay; returns cpu % per 100 calls, loss %, and details."""
+    g = subprocess.Popen([str(gen), str(seconds + warmup), str(warmup), str(n)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    gen_a, gen_b = map(int, g.stdout.readline().split())
+    relay = None
+    rtpe = None
+    rec_dir = None
+    try:
+        if kind == "rtpengine":
+            rtpe = Rtpengine(port_lo, port_lo + 4 * n + 400)
+            ports = rtpe.setup(n, gen_a, gen_b)
+            pid = rtpe.proc.pid
+        else:
+            args = [sys.executable, __file__, "--serve", kind, str(n), str(gen_a), str(gen_b), str(port_lo)]
+            if kind == "engine_recording":
+                rec_dir = tempfile.mkdtemp(prefix="relaybench-rec-")
+                args.append(rec_dir)
+            relay = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            ports = json.loads(relay.stdout.readline())
+            pid = relay.pid
+        g.stdin.write("".join(f"{a} {b}\n" for a, b in ports))
+        g.stdin.close()
+        time.sleep(0.02 + warmup)
+        c0, t0 = proc_cpu_s(pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = proc_cpu_s(pid), time.monotonic()
+        out = json.loads(g.stdout.readline())
+        g.wait(10)
+        extra = {}
+        if relay:
+            relay.stdin.close()
+            line = relay.stdout.readline()
+            extra = json.loads(line) if line.strip() else {}
+            relay.wait(30)
+        cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
+        loss = 100.0 * (1 - out["recv"] / out["sent"]) if out["sent"] else 100.0
+        return {"calls": n, "cpu_pct": round(cpu_pct, 2), "cpu_pct_per_100_calls": round(cpu_pct * 100 / n, 3),
+                "loss_pct": round(max(loss, 0.0), 4), "pps_relayed": round(out["sent"] / seconds),
+                "generator_cpu_pct": round(100 * out["gen_cpu_s"] / (seconds + warmup + 0.5), 1), **extra}
+    finally:
+        if g.poll() is None:
+            g.kill()
+        if relay and relay.poll() is None:
+            relay.kill()
+        if rtpe:
+            rtpe.close()
+        if rec_dir:
+            shutil.rmtree(rec_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- report
+
+def table(rows: list[tuple[str, dict | None]]) -> str:
+    out = ["| relay | calls | pkt/s relayed | CPU % (1 core = 100) | CPU % per 100 calls | loss % | calls per core |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        if r is None:
+            out.append(f"| {name} | - | - | - | - | - | not run |")
+            continue
+        per_core = 100 * 100 / r["cpu_pct_per_100_calls"] if r["cpu_pct_per_100_calls"] > 0 else float("inf")
+        out.append(f"| {name} | {r['calls']} | {r['pps_relayed']} | {r['cpu_pct']} | {r['cpu_pct_per_100_calls']} | "
+                   f"{r['loss_pct']} | {per_core:.0f} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="N=100 for every relay, short runs (< 1 minute)")
+    ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--calls", type=int, default=100, help="calls for the side-by-side comparison")
+    ap.add_argument("--seconds", type=float, help="measurement window per run")
+    ap.add_argument("--max-search", action="store_true", help="also search the largest N (default unless --quick)")
+    ap.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.serve:
+        kind, n, ga, gb, lo = args.serve[0], *map(int, args.serve[1:5])
+        if kind == "plain_python":
+            serve_python(n, ga, gb)
+        else:
+            serve_engine(n, ga, gb, lo, args.serve[5] if kind == "engine_recording" else None)
+        return 0
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    warmup = 1.0 if args.quick else 2.0
+    n = args.calls
+    port_lo = random.randrange(30000, 36000, 2)
+    results: dict = {"calls": n, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
+                     f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Linux {platform.release()}",
+                     "seconds": seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = build_generator(Path(tmp))
+        for kind in ("engine", "engine_recording", "plain_python", "rtpengine"):
+            if kind == "rtpengine" and not shutil.which("rtpengine"):
+                results["rtpengine"] = None
+                results["rtpengine_reason"] = "rtpengine not installed (apt-get install rtpengine-daemon)"
+                continue
+            try:
+                r = measure(kind, n, gen, seconds, warmup, port_lo)
+            except (RuntimeError, OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
+                results[kind] = None
+                results[f"{kind}_reason"] = str(exc)[:300]
+                continue
+            results[kind] = {"cpu_pct_per_100_calls": r["cpu_pct_per_100_calls"], "loss_pct": r["loss_pct"],
+                             "detail": r}
+            print(f"{kind:17s} {r}", file=sys.stderr)
+        if args.max_search or not args.quick:
+            results["engine_max"] = max_search(gen, seconds, warmup, port_lo)
+    rows = [(k, results[k]["detail"] if results.get(k) else None)
+            for k in ("engine", "engine_recording", "plain_python", "rtpengine")]
+    print(table(rows))
+    e = results.get("engine")
+    if e:
+        ratios = {}
+        for k in ("plain_python", "rtpengine"):
+            if results.get(k):
+                ratios[f"engine_vs_{k}_calls_per_core"] = round(results[k]["cpu_pct_per_100_calls"] /
+                                                                max(e["cpu_pct_per_100_calls"], 1e-9), 2)
+        if results.get("engine_recording"):
+            ratios["recording_overhead_pct"] = round(100 * (results["engine_recording"]["cpu_pct_per_100_calls"] /
+                                                            max(e["cpu_pct_per_100_calls"], 1e-9) - 1), 1)
+        results["ratios"] = ratios
+        print("\n" + "\n".join(f"- {k}: {v}" for k, v in ratios.items()))
+    if results.get("engine_max"):
+        m = results["engine_max"]
+        print(f"\nlargest N with < 0.1 % loss: {m['largest_calls']} calls ({m['largest_pps']} pkt/s); runs: "
+              + ", ".join(f"{r['calls']}: {r['loss_pct']} % loss, {r['cpu_pct']} % CPU" for r in m["runs"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def max_search(gen: Path, seconds: float, warmup: float, port_lo: int) -> dict:
+    """Raise N until loss reaches 0.1 % (or the port range / CPU runs out)."""
+    runs = []
+    best = 0
+    best_pps = 0
+    for n in (250, 500, 1000, 1500, 2000, 2500, 3000, 4000):
+        r = measure("engine", n, gen, seconds, warmup, port_lo)
+        print(f"max-search {r}", file=sys.stderr)
+        runs.append(r)
+        if r["loss_pct"] >= 0.1:
+            break
+        best, best_pps = n, r["pps_relayed"]
+    return {"largest_calls": best, "largest_pps": best_pps, "runs": runs}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
