@@ -23,12 +23,6 @@ CALL_STATES = ("routing", "ivr", "queued", "ringing", "talking", "held", "ended"
 AGENT_STATES = ("offline", "available", "ringing", "in_call", "wrapup", "paused", "dnd")
 
 
-def json_for_script(data: Any) -> Markup:
-    """JSON safe to put inside <script type="application/json"> (no '</' can close it)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
-
-
 def board_data(request: web.Request) -> dict[str, Any]:
     """The LiveState snapshot plus the server's clock (the page counts time from it)."""
     snap = request.app[API].live.snapshot()
