@@ -1,6 +1,7 @@
 """Every route, role and bad input through the aiohttp test client, on real stores."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -451,12 +452,12 @@ async def test_backup_then_restore_with_progress_and_invalid_files(seeded, make_
     seeded.config.create("extension", {"number": "299", "name": "Temp"})
     for bad, status in ((b"not json at all", 400), (b'{"officebox_config": 2, "data": {}}', 400),
                         (b"x" * (9 * 1024 * 1024), 413)):
-        r = await cl.c.post("/settings/restore?x=1", data={"_csrf": cl.csrf, "file": bad})
+        r = await cl.c.post("/settings/restore?x=1", data={"_csrf": cl.csrf, "file": io.BytesIO(bad)})
         assert r.status == status, bad[:20]
     assert seeded.config.get("extension", "299") is not None
-    r = await cl.c.post("/settings/restore", data={"file": blob})
+    r = await cl.c.post("/settings/restore", data={"file": io.BytesIO(blob)})
     assert r.status == 403
-    r = await cl.c.post("/settings/restore", data={"_csrf": cl.csrf, "file": blob})
+    r = await cl.c.post("/settings/restore", data={"_csrf": cl.csrf, "file": io.BytesIO(blob)})
     text = await r.text()
     job = re.search(r'data-job="([^"]+)"', text).group(1)
     for _ in range(100):
@@ -471,7 +472,7 @@ async def test_backup_then_restore_with_progress_and_invalid_files(seeded, make_
 async def test_oversized_upload_is_refused(seeded, make_client):
     cl = await make_client(options=WebOptions(print_setup_code=False, max_upload_bytes=1024))
     await cl.login("admin", ADMIN_PW)
-    r = await cl.c.post("/settings/restore", data={"_csrf": cl.csrf, "file": b"x" * 5000})
+    r = await cl.c.post("/settings/restore", data={"_csrf": cl.csrf, "file": io.BytesIO(b"x" * 5000)})
     assert r.status == 413
 
 
@@ -619,7 +620,7 @@ async def test_prompt_upload_checks_the_wav_and_tts_preview(seeded, make_client)
     import wave
 
     cl = await _as(make_client, "admin", ADMIN_PW)
-    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "../../welcome", "file": write_wav_bytes(0.5)})
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "../../welcome", "file": io.BytesIO(write_wav_bytes(0.5))})
     text = await r.text()
     assert r.status == 200 and "welcome.wav" in text
     assert (seeded.config.prompts_dir / "welcome.wav").is_file()
@@ -630,9 +631,9 @@ async def test_prompt_upload_checks_the_wav_and_tts_preview(seeded, make_client)
         w.setsampwidth(2)
         w.setframerate(44100)
         w.writeframes(b"\0" * 400)
-    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "music", "file": buf.getvalue()})
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "music", "file": io.BytesIO(buf.getvalue())})
     assert r.status == 400 and 'id="e-file"' in await r.text()
-    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "x", "file": b"MZ\x90\x00 not audio"})
+    r = await cl.c.post("/settings/prompts", data={"_csrf": cl.csrf, "name": "x", "file": io.BytesIO(b"MZ\x90\x00 not audio")})
     assert r.status == 400
     assert sorted(p.name for p in seeded.config.prompts_dir.iterdir()) == ["welcome.wav"]
     r = await cl.c.get("/settings/prompts/welcome.wav")
@@ -698,7 +699,7 @@ async def _finish_job(cl: Client, text: str) -> tuple[dict, Any]:
 async def test_provisioning_import_checks_lines_then_applies_with_progress(seeded, make_client):
     cl = await _as(make_client, "admin", ADMIN_PW)
     bad = b'[[extension]]\nnumber = "205"\nname = "Eve"\n\n[[extension]]\nnumber = "2x6"\nmax_calls = 900\n'
-    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": bad})
+    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": io.BytesIO(bad)})
     assert r.status == 202
     state, r = await _finish_job(cl, await r.text())
     text = await r.text()
@@ -706,7 +707,7 @@ async def test_provisioning_import_checks_lines_then_applies_with_progress(seede
     assert seeded.config.get("extension", "205") is None
     good = "".join(f'[[extension]]\nnumber = "{n}"\nname = "{m}"\n\n' for n, m in (
         ("201", "Anna"), ("202", "Boris"), ("203", "Cvetan"), ("205", "Eve"))).encode()
-    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": good})
+    r = await cl.c.post("/settings/import", data={"_csrf": cl.csrf, "file": io.BytesIO(good)})
     state, r = await _finish_job(cl, await r.text())
     text = await r.text()
     assert state["state"] == "done" and r.status == 200
