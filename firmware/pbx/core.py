@@ -2,7 +2,8 @@
 
 `Pbx` implements firmware.api.BoxControl. It owns the registrar, the security policy, the ACD
 and the live state; it does no I/O itself: the SIP endpoint, the modem lines and the media
-engine are given to it by the composition root (firmware.aio.service).
+engine are given to it by the composition root (firmware.aio.service). Call flows are
+asyncio tasks (one per call) that await what the legs report.
 """
 from __future__ import annotations
 
@@ -14,11 +15,35 @@ from typing import Any
 
 from firmware.api import ControlError
 from firmware.aio.sysinfo import system_status
-from firmware.media.prompts import PromptCache, PromptError
-from firmware.pbx.live import LiveState
+from firmware.media.prompts import PromptCache, PromptError, beep_pcm
+from firmware.pbx.calls import SIP_TO_Q850, Call, Leg, SipLeg
+from firmware.pbx.live import LiveAgent, LiveCall, LiveState
+from firmware.pbx.numbers import allowed, classify, plan_for
+from firmware.pbx.registrar import ContactRequest, Registrar
 from firmware.pbx.security import SecurityPolicy
+from firmware.pbx.sipua import ALLOW, SUPPORTED, ClientInvite, ServerInvite, SipUa
+from firmware.sip.auth import DigestServer
+from firmware.sip.errors import SdpError, SipParseError
+from firmware.sip.events import Addr, RequestReceived
+from firmware.sip.message import SipRequest, make_request
+from firmware.sip.uri import Address, SipUri
 
 log = logging.getLogger("firmware.pbx")
+
+ALGORITHM_NAMES = {"md5": "MD5", "sha256": "SHA-256", "sha512-256": "SHA-512-256"}
+
+
+class CallEvents:
+    """Appends events to call records; never lets a store error break a call."""
+
+    def __init__(self, calls: Any) -> None:
+        self.calls = calls
+
+    def add(self, call_id: str, type: str, **data: Any) -> None:
+        try:
+            self.calls.add_event(call_id, type, **data)
+        except Exception as e:
+            log.error("call event %s not stored: %s", type, e)
 
 
 class Pbx:
@@ -33,23 +58,604 @@ class Pbx:
         self.version = version
         self.started_at = started_at
         self.clock = clock
+        self.events = CallEvents(calls)
         self.prompts = PromptCache(self.data_dir / "prompt-cache")
-        prov = config.current()
-        sec = prov.system.security
+        self.prov = config.current()
+        self.rtp_timeout = 60.0
+        sec = self.prov.system.security
         self.security = SecurityPolicy(max_failures=sec.ban_attempts, window_s=sec.ban_window_s,
                                        ban_s=sec.ban_time_s, rate_per_s=sec.rate_limit_per_s,
                                        burst=sec.rate_limit_burst, exempt=tuple(sec.exempt_ips),
                                        scanner_agents=tuple(a.lower() for a in sec.scanner_user_agents),
                                        store=calls)
+        self.registrar = Registrar(max_expires=self.prov.system.registration_max_s, store=calls)
+        self.endpoint: Any = None
+        self.ua: SipUa | None = None
+        self.digest: DigestServer | None = None
+        self.active_calls: dict[str, Call] = {}
+        self.ext_legs: dict[str, set[Leg]] = {}
+        """Extension -> its legs in progress (ringing or talking)."""
+        self.channel_legs: dict[int, Leg] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._music: Any = None
+        self._beep: Any = None
+        self._stopping = False
+        self.sip_bind: tuple[str, int] = ("0.0.0.0", 5060)
 
+    # ------------------------------------------------------------------ life cycle
     async def start(self, *, sip_bind: tuple[str, int], demo: bool = False) -> None:
+        from firmware.aio.sip_transport import SipEndpoint
+
         self.sip_bind = sip_bind
+        self.registrar.load(self.clock())
+        host = sip_bind[0]
+        self.endpoint = await SipEndpoint.create(
+            sip_bind, on_event=self._on_sip_event, accept_source=self._accept_source,
+            accept_request=self._accept_request,
+            advertise=None if host in ("0.0.0.0", "", "::") else host)
+        self.sip_bind = (host, self.endpoint.local_addr[1])
+        system = self.prov.system
+        self.ua = SipUa(self.endpoint, on_request=self._on_request, media_address=self._media_address,
+                        session_expires=system.session_expires_s, min_se=system.min_se_s)
+        self.digest = DigestServer(system.realm, self.config.secret,
+                                   algorithms=tuple(ALGORITHM_NAMES[a] for a in system.auth_algorithms))
+        self._every(1.0, self._tick)
+        self._every(float(system.nat_keepalive_s), self._keepalive)
+        self.config.subscribe(self._config_changed)
+        self._refresh_agents()
+
+    def _every(self, seconds: float, fn: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            if self._stopping:
+                return
+            try:
+                fn()
+            except Exception:
+                log.exception("periodic %s failed", getattr(fn, "__name__", fn))
+            self._timers.append(loop.call_later(seconds, run))
+        self._timers.append(loop.call_later(seconds, run))
 
     async def stop(self) -> None:
-        pass
+        self._stopping = True
+        for t in self._timers:
+            t.cancel()
+        for call in list(self.active_calls.values()):
+            call.end(cause=16)
+            self._finish_call(call, "system")
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.endpoint is not None:
+            await asyncio.sleep(0.05)  # let the BYEs leave
+            await self.endpoint.close()
+        self.calls.flush()
 
+    def spawn(self, coro: Any, name: str = "") -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name or None)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task %s failed", name, exc_info=t.exception())
+        task.add_done_callback(done)
+        return task
+
+    def _config_changed(self, change: Any) -> None:
+        self.prov = self.config.current()
+        self._refresh_agents()
+
+    # ------------------------------------------------------------------ SIP plumbing
+    def _media_address(self, peer_ip: str) -> str:
+        host = self.sip_bind[0]
+        if host not in ("0.0.0.0", "", "::"):
+            return host
+        return self.endpoint.advertised_host
+
+    def _accept_source(self, ip: str) -> bool:
+        return self.security.accept_source(ip, time.monotonic())
+
+    def _accept_request(self, request: SipRequest, source: Addr) -> bool:
+        return not self.security.is_scanner(request.user_agent)
+
+    def _on_sip_event(self, ev: Any) -> None:
+        assert self.ua is not None
+        self.ua.handle_event(ev)
+
+    def _respond(self, ev: RequestReceived, status: int, reason: str | None = None, **kw: Any) -> None:
+        assert self.ua is not None
+        self.ua.respond(ev, status, reason, **kw)
+
+    def _on_request(self, ev: RequestReceived) -> None:
+        m = ev.request.method
+        if m == "REGISTER":
+            self._on_register(ev)
+        elif m == "INVITE":
+            self._on_invite(ev)
+        elif m == "OPTIONS":
+            self._respond(ev, 200, headers=[("Allow", ALLOW), ("Supported", SUPPORTED), ("Accept", "application/sdp")])
+        elif m in ("BYE", "INFO", "UPDATE", "PRACK", "NOTIFY", "REFER"):
+            self._respond(ev, 481, "Call/Transaction Does Not Exist")
+        else:
+            self._respond(ev, 405, headers=[("Allow", ALLOW)])
+
+    def _authenticate(self, ev: RequestReceived, username_hint: str | None = None) -> str | None:
+        """The extension that signed the request, or None after answering with a challenge."""
+        assert self.digest is not None
+        req = ev.request
+        now = self.clock()
+        result = self.digest.verify(req, self._credentials, now)
+        if result.ok and result.username is not None:
+            ext = self.prov.extension(result.username)
+            algs = ext.auth_algorithms if ext is not None and ext.auth_algorithms else None
+            if algs and result.algorithm not in {ALGORITHM_NAMES[a] for a in algs}:
+                result = type(result)(False, "unsupported algorithm", result.username)
+            else:
+                self.security.auth_succeeded(ev.source.host)
+                return result.username
+        if result.failed_attempt:
+            ban = self.security.auth_failed(ev.source.host, time.monotonic())
+            log.warning("authentication failed from %s for %r: %s", ev.source.host, result.username, result.reason)
+            if ban is not None:
+                log.warning("banned %s: %s", ban.ip, ban.reason)
+        algs = None
+        if result.username:
+            ext = self.prov.extension(result.username)
+            if ext is not None and ext.auth_algorithms:
+                algs = [ALGORITHM_NAMES[a] for a in ext.auth_algorithms]
+        resp = self.digest.challenge(req, now, stale=result.stale, algorithms=algs)
+        resp.headers.add("Server", "officebox")
+        try:
+            self.endpoint.send_response(ev.transaction, resp)
+        except Exception:
+            pass
+        return None
+
+    def _credentials(self, username: str) -> Any:
+        try:
+            return self.config.sip_credentials(username)
+        except Exception:
+            return None
+
+    # ------------------------------------------------------------------ REGISTER
+    def _on_register(self, ev: RequestReceived) -> None:
+        req = ev.request
+        aor = req.to_addr.uri.user if isinstance(req.to_addr.uri, SipUri) else None
+        user = self._authenticate(ev)
+        if user is None:
+            return
+        if aor != user:
+            self._respond(ev, 403, "Forbidden: the account does not match the To address")
+            return
+        try:
+            contacts = [] if req.contact_is_star else [
+                ContactRequest(str(a.uri), _int_or_none(a.get_param("expires")),
+                               float(a.get_param("q") or 1.0), a.get_param("+sip.instance") or "")
+                for a in req.contacts]
+        except (SipParseError, ValueError) as e:
+            self._respond(ev, 400, f"Bad Contact: {e}")
+            return
+        if not contacts and not req.contact_is_star:
+            # a query: list the bindings
+            res_bindings = self.registrar.lookup(aor, self.clock())
+            self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={int(b.expires_at - self.clock())}")
+                                            for b in res_bindings])
+            return
+        was = self.registrar.is_registered(aor, self.clock())
+        res = self.registrar.register(aor, contacts, wildcard=req.contact_is_star, header_expires=req.expires,
+                                      call_id=req.call_id, cseq=req.cseq.seq, transport=ev.source.transport,
+                                      source_ip=ev.source.host, source_port=ev.source.port,
+                                      user_agent=req.user_agent or "", now=self.clock())
+        if res.status == 423:
+            self._respond(ev, 423, headers=[("Min-Expires", str(res.min_expires))])
+            return
+        if res.status != 200:
+            self._respond(ev, res.status, res.reason)
+            return
+        now = self.clock()
+        self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
+                                        for b in res.bindings] + [("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+        if was != self.registrar.is_registered(aor, now):
+            self._refresh_agents()
+
+    def _tick(self) -> None:
+        gone = self.registrar.expire(self.clock())
+        if gone:
+            self._refresh_agents()
+
+    def _keepalive(self) -> None:
+        """Keep NAT bindings of phones open, and check they are reachable (qualify)."""
+        now = self.clock()
+        for b in self.registrar.all(now):
+            dest = Addr(b.transport, b.source_ip, b.source_port)
+            if b.nat:
+                self.endpoint.send_keepalive(dest)
+            self._qualify(b, dest)
+
+    def _qualify(self, b: Any, dest: Addr) -> None:
+        assert self.ua is not None
+        req = make_request("OPTIONS", b.contact, from_addr=Address(self.endpoint.contact_uri("qualify")),
+                           to_addr=Address(SipUri(host=dest.host, user=b.aor, port=dest.port)))
+        t0 = time.monotonic()
+
+        def done(ev: Any) -> None:
+            from firmware.sip.events import ResponseReceived
+            ok = isinstance(ev, ResponseReceived)
+            self.registrar.set_reachable(b.aor, b.key, ok, (time.monotonic() - t0) * 1000 if ok else None)
+        self.ua.request(req, dest, done)
+
+    # ------------------------------------------------------------------ INVITE
+    def _on_invite(self, ev: RequestReceived) -> None:
+        req = ev.request
+        if "100rel" in req.require:
+            self._respond(ev, 420, headers=[("Unsupported", "100rel")])
+            return
+        se = req.session_expires
+        if se is not None and se.delta < self.prov.system.min_se_s:
+            self._respond(ev, 422, headers=[("Min-SE", str(self.prov.system.min_se_s))])
+            return
+        user = self._authenticate(ev)
+        if user is None:
+            return
+        ext = self.prov.extension(user)
+        if ext is None:
+            self._respond(ev, 403)
+            return
+        if len(self.ext_legs.get(user, ())) >= ext.max_calls:
+            self._respond(ev, 486, "Busy Here: too many calls on this extension")
+            return
+        dialed = req.uri.user if isinstance(req.uri, SipUri) and req.uri.user else ""
+        leg = SipLeg(self, role="caller", number=user, name=ext.name, extension=user, peer=ev.source)
+        leg.user_agent = req.user_agent or ""
+        session = ServerInvite(self.ua, ev, leg)
+        leg.session = session
+        try:
+            if session.offer is not None:
+                from firmware.pbx.calls import codec_choice
+                codec_choice(session.offer)
+        except (SdpError, SipParseError) as e:
+            session.reject(488, f"Not Acceptable Here: {e}")
+            leg._finish("local", 65, 488)
+            return
+        self._track(leg)
+        record_id = self.calls.begin_call(direction="internal", caller_number=user, caller_name=ext.name,
+                                          callee_number=dialed, from_extension=user)
+        call = Call(self, leg, direction="internal", record_id=record_id)
+        self.active_calls[call.id] = call
+        self.calls.add_leg(call.id, kind="sip", endpoint=f"{user}@{ev.source.host}", role="caller", leg_id=leg.id)
+        self.call_changed(call)
+        self.spawn(self._run_call(call, dialed), name=f"call {call.id}")
+
+    async def _run_call(self, call: Call, dialed: str) -> None:
+        try:
+            await self.route(call, dialed, origin="extension")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s failed", call.id)
+            call.caller.hangup(41)
+        finally:
+            if call.caller.state != "ended" and not call.caller.answered and call.peer is None:
+                call.caller.hangup(call.caller.cause or 31)
+            await call.done if call.peer is not None or call.caller.answered else asyncio.sleep(0)
+            if call.ended_at is None:
+                call.end()
+            self._finish_call(call)
+
+    # ------------------------------------------------------------------ routing
+    async def route(self, call: Call, dialed: str, origin: str) -> None:
+        """Send the call where `dialed` leads (extension calls; more kinds in later flows)."""
+        caller = call.caller
+        prov = self.prov
+        ext = prov.extension(dialed)
+        if ext is not None:
+            call.direction = "internal"
+            self.calls.update_call(call.id, to_extension=ext.number, callee_number=dialed)
+            self.events.add(call.id, "route", result=f"extension {ext.number}")
+            await self.dial_extension(call, ext)
+            return
+        # an external number: outbound routes with the caller's permission class
+        if origin == "extension" and caller.extension:
+            cls = classify(dialed, plan_for(prov.system.country_code or "48"),
+                           {e.number for e in prov.extensions})
+            if not allowed(prov.extension_permissions(caller.extension), cls):
+                self.events.add(call.id, "route", result=f"denied: {cls} calls not allowed")
+                self._reject(caller, 403, f"Forbidden: {cls} calls are not allowed for this extension")
+                self._finish_status(call, "rejected")
+                return
+        self.events.add(call.id, "route", result="no route")
+        self._reject(caller, 404, "Not Found")
+        self._finish_status(call, "failed")
+
+    def _reject(self, leg: Leg, status: int, reason: str | None = None) -> None:
+        if isinstance(leg, SipLeg):
+            leg.reject(status, reason)
+        else:
+            leg.hangup(SIP_TO_Q850.get(status, 31))
+
+    def _finish_status(self, call: Call, status: str) -> None:
+        call.status = call.status or status
+
+    async def dial_extension(self, call: Call, ext: Any, *, timeout: float | None = None) -> str:
+        """Ring every registered phone of `ext` in parallel; first to answer talks with the caller.
+        Returns the outcome (answered / busy / no_answer / failed / cancelled / offline)."""
+        caller = call.caller
+        now = self.clock()
+        if ext.dnd:
+            self._reject(caller, 486, "Busy Here (do not disturb)")
+            call.status = "busy"
+            return "busy"
+        busy = [l for l in self.ext_legs.get(ext.number, ()) if l.call is not call]
+        if busy and (not ext.call_waiting or len(busy) >= ext.max_calls):
+            self._reject(caller, 486)
+            call.status = "busy"
+            return "busy"
+        bindings = self.registrar.lookup(ext.number, now)
+        if not bindings:
+            self._reject(caller, 480, "Temporarily Unavailable")
+            call.status = "no_answer"
+            return "offline"
+        legs = [self._invite_binding(call, ext, b) for b in bindings]
+        outcome = await self._wait_first_answer(call, legs, timeout or float(ext.no_answer_timeout))
+        if outcome == "answered":
+            return outcome
+        if caller.state != "ended":
+            if outcome == "busy":
+                self._reject(caller, 486)
+                call.status = "busy"
+            elif outcome == "rejected":
+                self._reject(caller, 603, "Decline")
+                call.status = "rejected"
+            else:
+                self._reject(caller, 480, "Temporarily Unavailable")
+                call.status = "no_answer"
+        return outcome
+
+    def _invite_binding(self, call: Call, ext: Any, b: Any, role: str = "callee") -> SipLeg:
+        assert self.ua is not None
+        dest = Addr(b.transport, b.source_ip, b.source_port)
+        leg = SipLeg(self, role=role, number=ext.number, name=ext.name, extension=ext.number, peer=dest)
+        call.add_leg(leg)
+        caller = call.caller
+        display = caller.name or caller.number
+        from_addr = Address(SipUri(host=self.endpoint.advertised_host, user=caller.number), display_name=display)
+        to_addr = Address(SipUri(host=self.endpoint.advertised_host, user=ext.number))
+        session = ClientInvite(self.ua, target=SipUri.parse(b.contact), dest=dest, from_addr=from_addr,
+                               to_addr=to_addr, listener=leg)
+        leg.session = session
+        prefer = getattr(caller, "pt", None)
+        body = session.sdp.offer(leg.channel.local_port, leg.offer_codecs(prefer)).serialize()
+        session.start(body)
+        self._track(leg)
+        self.calls.add_leg(call.id, kind="sip", endpoint=f"{ext.number}@{b.source_ip}", role=role, leg_id=leg.id)
+        return leg
+
+    async def _wait_first_answer(self, call: Call, legs: list[Leg], timeout: float) -> str:
+        """Wait until one of `legs` answers (then cancel the rest and connect it), all fail,
+        the caller hangs up, or `timeout` passes."""
+        caller = call.caller
+        pending = {leg.outcome for leg in legs}
+        waiters = pending | {caller.ended}
+        deadline = asyncio.get_running_loop().time() + timeout
+        results: list[str] = []
+        winner: Leg | None = None
+        while pending:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            done, _ = await asyncio.wait(waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if caller.ended in done:
+                break
+            for fut in done:
+                pending.discard(fut)
+                waiters.discard(fut)
+                leg = next(l for l in legs if l.outcome is fut)
+                res = fut.result()
+                if res == "answered" and winner is None:
+                    winner = leg
+                else:
+                    results.append(res)
+            if winner is not None:
+                break
+        for leg in legs:
+            if leg is not winner and leg.state != "ended":
+                leg.cancel('SIP;cause=200;text="Call completed elsewhere"' if winner else None)
+        if winner is None:
+            if caller.state == "ended":
+                call.status = "missed" if call.direction == "inbound" else "abandoned"
+                return "cancelled"
+            if "busy" in results and all(r in ("busy", "rejected", "failed") for r in results):
+                return "busy"
+            if results and all(r == "rejected" for r in results):
+                return "rejected"
+            return "no_answer"
+        if caller.state == "ended":
+            winner.hangup()
+            return "cancelled"
+        if not caller.answered and isinstance(caller, SipLeg):
+            if not caller.answer():
+                winner.hangup()
+                return "failed"
+        elif not caller.answered:
+            caller.answer()
+        call.talk(winner)
+        self.calls.update_call(call.id, answered_at=winner.answered_at, answered_by=winner.extension or winner.number,
+                               ring_s=round((winner.answered_at or time.time()) - winner.created_at, 3))
+        self.events.add(call.id, "answer", agent=winner.extension,
+                        seconds=round((winner.answered_at or time.time()) - call.started_at, 3))
+        return "answered"
+
+    # ------------------------------------------------------------------ legs and calls
+    def _track(self, leg: Leg) -> None:
+        if leg.extension:
+            self.ext_legs.setdefault(leg.extension, set()).add(leg)
+            self._ext_state_changed(leg.extension)
+        if leg.channel is not None:
+            self.channel_legs[leg.channel.id] = leg
+
+    def leg_ended(self, leg: Leg) -> None:
+        if leg.extension and leg in self.ext_legs.get(leg.extension, ()):
+            self.ext_legs[leg.extension].discard(leg)
+            self._ext_state_changed(leg.extension)
+        for cid, l in list(self.channel_legs.items()):
+            if l is leg:
+                del self.channel_legs[cid]
+        if leg.call is not None:
+            self.calls.update_leg(leg.call.id, leg.id, ended_at=leg.ended_at, answered_at=leg.answered_at,
+                                  cause=int(leg.cause or 0), sip_code=leg.sip_code)
+
+    def _ext_state_changed(self, ext: str) -> None:
+        self._refresh_agent(ext)
+
+    def schedule_end(self, call: Call, leg: Leg) -> None:
+        """One party hung up: end the call (other legs get BYE/CANCEL)."""
+        if call.ended_at is not None or call.ended_side:
+            return
+        call.ended_side = "caller" if leg is call.caller else "callee"
+        call.end_cause = leg.cause or 16
+        call.end(cause=leg.cause or 16)
+
+    def _finish_call(self, call: Call, side: str | None = None) -> None:
+        if call.id not in self.active_calls:
+            return
+        del self.active_calls[call.id]
+        self.live.end_call(call.id)
+        caller = call.caller
+        status = call.status or ("answered" if call.answered_at else
+                                 ("missed" if call.direction == "inbound" else "abandoned"))
+        hangup_side = side or call.ended_side or (
+            "caller" if caller.hangup_by == "remote" else "callee" if call.peer is not None and call.peer.hangup_by == "remote" else "system")
+        cause = call.end_cause or caller.cause or 16
+        sip_code = caller.sip_code or (call.peer.sip_code if call.peer is not None else 0)
+        self.calls.end_call(call.id, status=status, hangup_side=hangup_side, hangup_cause=int(cause),
+                            sip_code=int(sip_code or 0), ended_at=call.ended_at or time.time(),
+                            hold_s=round(call.hold_s, 3))
+        if call.recording_path:
+            self.recordings.finished(call.recording_path)
+        self.events.add(call.id, "hangup", result=hangup_side)
+
+    def call_changed(self, call: Call) -> None:
+        if call.ended_at is not None:
+            return
+        peer = call.peer
+        if peer is not None and peer.answered:
+            held = any(getattr(l, "held_by_remote", False) for l in (call.caller, peer))
+            state = "held" if held else "talking"
+        elif call.ringing_legs:
+            state = "ringing"
+        elif call.queue:
+            state = "queued"
+        elif call.ivr_path:
+            state = "ivr"
+        else:
+            state = "routing"
+        ringing_agent = next((l.extension for l in call.ringing_legs if l.extension), "")
+        lc = LiveCall(id=call.id, started_at=call.started_at, state=state, direction=call.direction,
+                      caller=call.caller.number, callee=peer.number if peer else "",
+                      caller_name=call.caller.name, queue=call.queue,
+                      agent=(peer.extension if peer is not None else ringing_agent), trunk=call.caller.trunk,
+                      state_since=time.time(), answered_at=call.answered_at, recording=call.recorder is not None)
+        old = self.live.calls.get(call.id)
+        if old is not None and old.state == lc.state:
+            from dataclasses import replace
+            lc = replace(lc, state_since=old.state_since)
+        self.live.put_call(lc)
+
+    # ------------------------------------------------------------------ agents / live board
+    def _refresh_agents(self) -> None:
+        for ext in self.prov.extensions:
+            self._refresh_agent(ext.number)
+        for gone in set(self.live.agents) - {e.number for e in self.prov.extensions}:
+            self.live.agents.pop(gone, None)
+
+    def _refresh_agent(self, number: str) -> None:
+        ext = self.prov.extension(number)
+        if ext is None:
+            return
+        now = self.clock()
+        registered = self.registrar.is_registered(number, now)
+        legs = self.ext_legs.get(number, set())
+        if not registered:
+            state = "offline"
+        elif ext.dnd:
+            state = "dnd"
+        elif any(l.answered for l in legs):
+            state = "in_call"
+        elif legs:
+            state = "ringing"
+        else:
+            state = "available"
+        cur = self.live.agents.get(number)
+        call_id = next((l.call.id for l in legs if l.call is not None), "")
+        if cur is None or cur.state != state or cur.registered != registered or cur.call_id != call_id:
+            self.live.put_agent(LiveAgent(extension=number, name=ext.name, state=state,
+                                          since=now if cur is None or cur.state != state else cur.since,
+                                          queues=cur.queues if cur else (), call_id=call_id, registered=registered))
+
+    # ------------------------------------------------------------------ media
     def on_media_event(self, event: Any) -> None:
-        log.debug("media event %s", event)
+        from firmware.media import DtmfReceived, RecorderError, RtpTimeout
+        if isinstance(event, DtmfReceived):
+            leg = self.channel_legs.get(event.channel_id)
+            if leg is not None:
+                leg.got_digit(event.digit)
+        elif isinstance(event, RtpTimeout):
+            leg = self.channel_legs.get(event.channel_id)
+            if leg is not None and leg.answered and not getattr(leg, "held_by_remote", False) and not leg.held:
+                log.info("no RTP from %s for %.0f s: hanging up", leg, self.rtp_timeout)
+                leg.hangup(41, 'SIP;cause=408;text="RTP timeout"')
+        elif isinstance(event, RecorderError):
+            for call in self.active_calls.values():
+                if call.recorder is not None and call.recorder.id == event.recorder_id:
+                    self.calls.set_recording(call.id, path=call.recording_path, state="failed", note=event.reason)
+                    log.error("recording of call %s stopped: %s", call.id, event.reason)
+                    call.recorder = None
+
+    def play_music(self, channel: Any, music: str = "default") -> Any:
+        """Music on hold into a channel, looped: a WAV file, or the box's own tune."""
+        try:
+            if music and music != "default":
+                return self.engine.play(channel, path=music, loop=True)
+            if self._music is None:
+                from firmware.pbx.music import music_on_hold_pcm
+                self._music = self.engine.load_sound(pcm=music_on_hold_pcm())
+            return self.engine.play(channel, sound=self._music, loop=True)
+        except Exception as e:
+            log.warning("music on hold not played: %s", e)
+            return None
+
+    def start_recording(self, call: Call) -> None:
+        if call.recorder is not None or call.bridge is None or call.record_policy == "never":
+            return
+        perm = self.recordings.may_record()
+        if not perm.allowed:
+            self.calls.set_recording(call.id, state="failed", note=perm.reason)
+            log.error("recording of call %s not started: %s", call.id, perm.reason)
+            return
+        rel, path = self.recordings.allocate(call.id, started_at=call.started_at, caller=call.caller.number,
+                                             callee=call.peer.number if call.peer else "")
+        # the customer (the party who is not one of our extensions) goes on the left channel
+        customer = call.caller
+        if call.peer is not None and call.caller.extension and not call.peer.extension:
+            customer = call.peer
+        try:
+            call.recorder = self.engine.record(call.bridge, path, stereo=True, left=[customer.channel])
+        except Exception as e:
+            self.calls.set_recording(call.id, state="failed", note=str(e))
+            log.error("recording of call %s failed to start: %s", call.id, e)
+            return
+        call.recording_path = rel
+        self.calls.set_recording(call.id, path=rel, state="recording")
+        self.events.add(call.id, "recording_started", path=rel)
+        self.call_changed(call)
+
+    # ------------------------------------------------------------------ transfer (REFER)
+    def transfer_requested(self, leg: Leg, request: SipRequest) -> int:
+        return 603
 
     # ------------------------------------------------------------------ BoxControl
     def bans(self) -> list[dict[str, Any]]:
@@ -59,10 +665,20 @@ class Pbx:
     def lift_ban(self, ip: str) -> bool:
         return self.security.lift(ip)
 
+    def registrations(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [{"extension": b.aor, "contact": b.contact, "source": f"{b.source_ip}:{b.source_port}",
+                 "transport": b.transport, "user_agent": b.user_agent, "expires_at": b.expires_at,
+                 "reachable": b.reachable, "rtt_ms": b.rtt_ms, "nat": b.nat} for b in self.registrar.all(now)]
+
     def system_status(self) -> dict[str, Any]:
         st = system_status(str(self.data_dir), self.started_at, self.version)
         st["recording_alarm"] = self.recordings.alarm
-        st["engine"] = self.engine.stats().__dict__ if hasattr(self.engine.stats(), "__dict__") else {}
+        es = self.engine.stats()
+        st["engine"] = {"channels": es.channels, "bridges": es.bridges, "players": es.players,
+                        "recorders": es.recorders, "ticks_missed": es.ticks_missed, "cpu_s": es.cpu_s}
+        st["calls_in_progress"] = len(self.active_calls)
+        st["registered_phones"] = len(self.registrar.all(self.clock()))
         return st
 
     async def prompt_preview(self, text: str, language: str) -> bytes:
@@ -71,3 +687,12 @@ class Pbx:
         except PromptError as e:
             raise ControlError(str(e)) from None
         return Path(path).read_bytes()
+
+
+def _int_or_none(v: str | None) -> int | None:
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"bad expires value {v!r}") from None

@@ -89,7 +89,10 @@ class SipUa:
         self.session_expires = session_expires
         self.min_se = min_se
         self.dialogs = DialogTable()
-        self.sessions: dict[DialogId, InviteSession] = {}
+        self.sessions: dict[DialogId, Any] = {}
+        """Dialogs the box takes part in -> their session (INVITE sessions, subscriptions)."""
+        self.orphan_handlers: dict[str, Callable[[RequestReceived], bool]] = {}
+        """Handlers for in-dialog requests of no known dialog (e.g. NOTIFY); True = handled."""
         self.server_invites: dict[ServerTransaction, ServerInvite] = {}
         self.responders: dict[ClientTransaction, Callable[[SipEvent], None]] = {}
         self.loop = asyncio.get_running_loop()
@@ -144,7 +147,7 @@ class SipUa:
         dialog = self.dialogs.match_request(req)
         session = self.sessions.get(dialog.id) if dialog else None
         if session is None:
-            handler = self.orphan_handlers.get(req.method) if hasattr(self, "orphan_handlers") else None
+            handler = self.orphan_handlers.get(req.method)
             if handler is not None and handler(ev):
                 return
             self.respond(ev, 481, "Call/Transaction Does Not Exist")
@@ -191,13 +194,13 @@ class SipUa:
             self.responders[txn] = on_response
         return txn
 
-    def register_session(self, session: "InviteSession") -> None:
+    def register_session(self, session: Any) -> None:
         assert session.dialog is not None
         if session.dialog.id not in self.sessions:
             self.dialogs.add(session.dialog)
         self.sessions[session.dialog.id] = session
 
-    def forget_session(self, session: "InviteSession") -> None:
+    def forget_session(self, session: Any) -> None:
         d = session.dialog
         if d is not None and self.sessions.get(d.id) is session:
             del self.sessions[d.id]
@@ -372,7 +375,7 @@ class InviteSession:
         se = req.session_expires
         if se is None:
             return
-        self.interval = se.interval
+        self.interval = se.delta
         self.refresher = se.refresher or ("uac" if self.role == "uas" else "uas")
         self._arm_session_timer()
 
@@ -433,7 +436,7 @@ class ServerInvite(InviteSession):
         self.contact = Address(ua.contact(ev.source, self.local_user))
         se = self.request.session_expires
         if se is not None:
-            self.interval = max(se.interval, ua.min_se)
+            self.interval = max(se.delta, ua.min_se)
             self.refresher = se.refresher or "uas"
         elif "timer" in self.request.supported:
             self.interval, self.refresher = ua.session_expires, "uas"
@@ -654,7 +657,7 @@ class ClientInvite(InviteSession):
         self.state = "confirmed"
         se = resp.session_expires
         if se is not None:
-            self.interval = se.interval
+            self.interval = se.delta
             self.refresher = se.refresher or "uac"
         self._arm_session_timer()
         try:

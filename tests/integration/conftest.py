@@ -1,0 +1,124 @@
+"""Fixtures for tests against a running box and real SIP peers on loopback."""
+from __future__ import annotations
+
+import socket
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BoxProcess, free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))
+
+PASSWORDS = {n: f"Test-pass-{n}-Xq7v9Lm" for n in ("201", "202", "203", "204", "205")}
+
+BASE_PROVISION = """
+[system]
+language = "en"
+timezone = "Europe/Warsaw"
+country_code = "48"
+
+[system.security]
+ban_attempts = 5
+ban_window_s = 60
+ban_time_s = 600
+
+""" + "".join(f"""
+[[extension]]
+number = "{n}"
+name = "Ext {n}"
+password = "{p}"
+permission = "mobile"
+no_answer_timeout = 10
+""" for n, p in PASSWORDS.items())
+
+
+def free_block(n: int = 200) -> int:
+    """The start of n free-looking UDP ports (even)."""
+    for _ in range(50):
+        base = free_port(socket.SOCK_DGRAM) & ~1
+        if base + n > 65000:
+            continue
+        ok = True
+        for p in (base, base + n // 2, base + n - 1):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+class Office:
+    """A running box with extensions 201-205 and helpers to reach it."""
+
+    def __init__(self, tmp: Path, box: BoxProcess) -> None:
+        self.tmp = tmp
+        self.box = box
+        self.sip_port = box.sip_port
+        self.registrar = f"sip:127.0.0.1:{box.sip_port}"
+
+    def uri(self, number: str) -> str:
+        return f"sip:{number}@127.0.0.1:{self.sip_port}"
+
+    def db(self) -> sqlite3.Connection:
+        c = sqlite3.connect(str(self.box.data_dir / "calls.sqlite"))
+        c.row_factory = sqlite3.Row
+        return c
+
+    def wait_call_record(self, predicate=lambda row: True, timeout: float = 10.0) -> sqlite3.Row:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.db() as c:
+                rows = [r for r in c.execute("SELECT * FROM calls WHERE ended_at IS NOT NULL ORDER BY started_at")
+                        if predicate(r)]
+            if rows:
+                return rows[-1]
+            time.sleep(0.1)
+        raise AssertionError("no finished call record matched")
+
+
+@pytest.fixture
+def office(tmp_path, request):
+    extra_toml = getattr(request, "param", "")
+    prov = tmp_path / "office.toml"
+    prov.write_text(BASE_PROVISION + extra_toml)
+    rtp = free_block(400)
+    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + 399}", provision=prov)
+    try:
+        yield Office(tmp_path, box)
+    finally:
+        box.stop()
+
+
+@pytest.fixture
+def pj_phones(office, tmp_path):
+    """Factory of registered pjsua2 phones: pj_phones("201", auto_answer=True)."""
+    from client import PjsuaPhone
+
+    phones = []
+
+    def make(number: str, *, auto_answer: bool = False, transport: str = "udp", register: bool = True,
+             password: str | None = None, codecs: list[str] | None = None) -> PjsuaPhone:
+        p = PjsuaPhone(str(tmp_path / f"pj_{number}_{len(phones)}.log"))
+        phones.append(p)
+        r = p.cmd("start", registrar=office.registrar, user=number, password=password or PASSWORDS[number],
+                  sip_port=free_port(socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM),
+                  rtp_port=free_block(40), transport=transport, auto_answer=auto_answer, register=register,
+                  workdir=str(tmp_path), codecs=codecs)
+        if register:
+            assert r["reg_code"] == 200, f"{number} did not register: {r}"
+        return p
+
+    yield make
+    for p in phones:
+        try:
+            p.cmd("stop", timeout=10)
+        except Exception:
+            pass
+        p.close()

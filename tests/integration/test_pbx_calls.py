@@ -1,0 +1,78 @@
+"""Calls between extensions through the box, with real phones (pjsua2, pyVoIP, SIPp) on loopback."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.peers.audio import band_energy_ratio, read_wav, tone, write_wav
+
+
+def tone_wav(tmp_path, freq: float, seconds: float = 20.0):
+    p = tmp_path / f"tone_{int(freq)}.wav"
+    if not p.exists():
+        write_wav(p, tone(freq, seconds, 0.3))
+    return str(p)
+
+
+def heard(path: str, freq: float, last_s: float = 1.5) -> float:
+    """Share of the energy of the last seconds of a phone's recording that is at `freq`
+    (pjsua2 writes the WAV header only when the recorder closes: read the samples raw)."""
+    data = open(path, "rb").read()[44:]
+    mono = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+    seg = mono[-int(last_s * 8000):]
+    return band_energy_ratio(seg, freq, 8000)
+
+
+def test_two_pjsua_phones_talk_through_the_box(office, pj_phones, tmp_path):
+    a = pj_phones("201")
+    b = pj_phones("202", auto_answer=True)
+    call = a.cmd("dial", uri=office.uri("202"), wait_confirmed=10)
+    assert call["state"] == "CONFIRMED", call
+    a.cmd("play", call=call["call"], wav=tone_wav(tmp_path, 500))
+    b_call = b.wait_event("incoming")["call"]
+    b.cmd("play", call=b_call, wav=tone_wav(tmp_path, 1100))
+    a.cmd("sleep", seconds=3)
+    a_rec = a.cmd("info", call=call["call"])["record"]
+    b_rec = b.cmd("info", call=b_call)["record"]
+    assert heard(a_rec, 1100) > 0.8, "the caller does not hear the callee"
+    assert heard(b_rec, 500) > 0.8, "the callee does not hear the caller"
+    a.cmd("hangup", call=call["call"])
+    assert b.cmd("wait_state", call=b_call, states=["DISCONNECTED"], timeout=10)["state"] == "DISCONNECTED"
+    rec = office.wait_call_record(lambda r: r["caller_number"] == "201")
+    assert rec["status"] == "answered" and rec["answered_by"] == "202" and rec["to_extension"] == "202"
+    assert rec["hangup_side"] == "caller" and rec["talk_s"] > 2.5
+    assert rec["recording_state"] == "complete", rec["recording_note"]
+    pcm, rate, ch = read_wav(office.box.data_dir / rec["recording_path"])
+    assert ch == 2 and rate == 8000 and len(pcm) > 2.5 * rate
+    mid = pcm[len(pcm) // 4: 3 * len(pcm) // 4]
+    # internal call: the caller on the left, the callee on the right
+    assert band_energy_ratio(mid[:, 0], 500) > 0.8 and band_energy_ratio(mid[:, 1], 1100) > 0.8
+
+
+def test_unregistered_extension_and_busy_and_no_answer(office, pj_phones):
+    a = pj_phones("201")
+    r = a.cmd("dial", uri=office.uri("203"))   # 203 is not registered
+    st = a.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=10)
+    assert st["code"] == 480
+    b = pj_phones("202")                       # registered, never answers
+    r = a.cmd("dial", uri=office.uri("202"))
+    inc = b.wait_event("incoming")
+    st = a.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=20)
+    assert st["code"] == 480                   # no answer within no_answer_timeout (10 s)
+    assert b.cmd("wait_state", call=inc["call"], states=["DISCONNECTED"], timeout=5)["state"] == "DISCONNECTED"
+    rec = office.wait_call_record(lambda r: r["callee_number"] == "202")
+    assert rec["status"] == "no_answer"
+
+
+def test_caller_cancel_stops_the_ringing_phone(office, pj_phones):
+    a = pj_phones("201")
+    b = pj_phones("202")
+    r = a.cmd("dial", uri=office.uri("202"))
+    inc = b.wait_event("incoming")
+    a.cmd("hangup", call=r["call"])            # CANCEL before answer
+    st = b.cmd("wait_state", call=inc["call"], states=["DISCONNECTED"], timeout=10)
+    assert st["state"] == "DISCONNECTED" and st["code"] == 487
+    rec = office.wait_call_record(lambda r: r["callee_number"] == "202")
+    assert rec["status"] in ("abandoned", "missed") and rec["answered_at"] is None
