@@ -406,9 +406,6 @@ def _parse_address(text: str, pos: int, what: str) -> tuple[Address, int]:
         display = None
         pos = end
     params, pos = parse_params(text, pos, what)
-    n = len(text)
-    while pos < n and text[pos] in " \t":
-        pos += 1
     return _fast_new(Address, {"uri": uri, "display_name": display,  # type: ignore[return-value]
                                "params": params}), pos
 

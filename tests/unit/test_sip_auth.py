@@ -225,3 +225,20 @@ def test_client_without_qop_and_with_opaque():
     assert "qop" not in p and p["opaque"] == "xyz" and p["algorithm"] == "MD5"
     assert p["response"] == digest_response("MD5", ha1("201", REALM, "correct horse battery staple"),
                                             "REGISTER", "sip:box.example", "abc")
+
+
+def test_challenge_without_qop_and_authorizing_a_request_without_via():
+    server = DigestServer(REALM, SECRET, qop=False)
+    req = wire(register())
+    challenge = wire(server.challenge(req, NOW))
+    assert "qop" not in challenge.www_authenticate[0].params
+    bare = register()
+    bare.headers.remove("via")
+    again = DigestClient("201", "correct horse battery staple").authorize(bare, challenge)
+    assert "via" not in again.headers and "qop" not in again.authorization[0].params
+    assert server.verify(wire(_with_via(again)), USERS.get, NOW).ok
+
+
+def _with_via(req):
+    req.headers.prepend("Via", str(via()))
+    return req

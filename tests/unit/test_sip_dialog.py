@@ -198,3 +198,45 @@ def _sent(req) -> bytes:
     layer.set_sent_by("udp", "192.0.2.1", 5060)
     layer.send_request(req, Addr("udp", "192.0.2.5", 5060), 0.0)
     return layer.messages_to_send()[0][0]
+
+
+def test_target_refresh_without_contact_and_other_responses_change_nothing():
+    req = invite()
+    d = Dialog.from_uas(req, answer(req, 180))
+    assert "early" in repr(d)
+    d.receive_request(make_request("INFO", "sip:box", from_addr="<sip:201@box>;tag=alice",
+                                   to_addr="<sip:202@box>;tag=bob", call_id="call-1", cseq=11))
+    d.receive_request(make_request("UPDATE", "sip:box", from_addr="<sip:201@box>;tag=alice",
+                                   to_addr="<sip:202@box>;tag=bob", call_id="call-1", cseq=12))
+    assert str(d.remote_target) == "sip:201@192.0.2.5:5060" and d.remote_cseq == 12
+    upd = with_via(d.create_request("UPDATE"))
+    d.receive_response(upd, answer(upd, contact=None))
+    assert str(d.remote_target) == "sip:201@192.0.2.5:5060" and d.early
+    d.receive_response(req, answer(req, contact="<sip:202@10.9.9.9>"))
+    assert not d.early and [str(a.uri) for a in d.route_set] == []
+    info = with_via(d.create_request("INFO"))
+    d.receive_response(info, answer(info, contact="<sip:other@h>"))
+    assert str(d.remote_target) == "sip:202@10.9.9.9"
+
+
+def test_a_non_sip_first_route_is_treated_as_loose():
+    req = invite("<urn:service:sos>")
+    d = Dialog.from_uas(req, answer(req))
+    bye = d.create_request("BYE")
+    assert str(bye.uri) == "sip:201@192.0.2.5:5060" and bye.headers.get("route") == "<urn:service:sos>"
+
+
+def test_adding_a_dialog_twice_replaces_it():
+    table = DialogTable()
+    req = invite()
+    first, second = Dialog.from_uas(req, answer(req)), Dialog.from_uas(req, answer(req))
+    table.add(first)
+    table.add(second)
+    assert len(table) == 1 and table.get(first.id) is second
+    table.remove(second)
+    assert len(table) == 0 and table._by_remote == {} and table._by_local == {}
+
+
+def with_via(req):
+    req.headers.prepend("Via", "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKdlg")
+    return req

@@ -609,3 +609,108 @@ def test_mutated_messages_only_ever_raise_sip_parse_error(pos, junk):
         p.next_event()
     except SipParseError:
         pass
+
+
+def test_accessors_of_locally_built_messages():
+    req = SipRequest("OPTIONS", parse_uri("sip:a@b"))
+    for attr, reason in (("top_via", "Missing Via header"), ("call_id", "Missing Call-ID header"),
+                         ("cseq", "Missing CSeq header")):
+        with pytest.raises(SipParseError, match=reason):
+            getattr(req, attr)
+    assert req.expires is None and req.min_se is None and req.content_type is None
+    assert req.session_expires is None and req.replaces is None and req.refer_to is None
+    assert req.referred_by is None and req.event is None and req.subscription_state is None
+    assert req.reasons == [] and req.user_agent is None and req.max_forwards is None
+    req.headers.add("Proxy-Require", "sec-agree, Foo")
+    req.headers.add("Allow", "invite, bye")
+    req.headers.add("Server", "box/1")
+    assert req.proxy_require == ["sec-agree", "foo"] and req.allow == ["INVITE", "BYE"]
+    assert req.user_agent == "box/1"
+    assert bytes(req) == req.serialize() and repr(req) == "<SipRequest OPTIONS sip:a@b>"
+    assert repr(SipResponse(180, "Ringing")) == "<SipResponse 180 Ringing>"
+    assert repr(SipParseError(400, "x")) == "SipParseError(400, 'x')"
+    req.set_body(b"hi", "text/plain")
+    req.set_body(b"", None)
+    assert "content-type" not in req.headers and req.body == b""
+
+
+def test_odd_start_lines_and_blank_line_rules():
+    with pytest.raises(SipParseError) as exc:
+        parse_message(OPTIONS.replace(b"SIP/2.0\r\nVia", b"extra SIP/3.0\r\nVia", 1))
+    assert (exc.value.status_hint, exc.value.reason) == (400, "Malformed Request-Line")
+    with pytest.raises(SipParseError) as exc:
+        parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n")
+    assert exc.value.status_hint is None
+    with pytest.raises(SipParseError) as exc:
+        parse_message(b"OPTIONS  sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n")
+    assert exc.value.reason == "Malformed Request-Line" and make_error_response(exc.value).status == 400
+
+
+def test_many_distinct_header_names_do_not_grow_the_name_memo_forever():
+    from firmware.sip import headers as hmod, message as mmod
+    names = "".join(f"X-Unique-{i}: v\r\n" for i in range(5000)).encode()
+    m = parse_message(OPTIONS.replace(b"Content-Length: 0\r\n", names + b"Content-Length: 0\r\n"),
+                      max_size=200_000)
+    assert m.headers.get("x-unique-4999") == "v"
+    assert len(mmod._valid_names) <= 4096 and len(hmod._name_memo) <= 4096
+
+
+def test_uri_and_address_corner_cases():
+    u = SipUri.parse("sip:alice@h;flag;k=v")
+    assert u.get_param("FLAG") is None and u.get_param("k") == "v" and "flag" in u.params
+    built = SipUri(host="h", params={"lr": None, "k": "v"})
+    assert str(built) == "sip:h;lr;k=v"
+    a = parse_uri("sip:a@h;user=phone")
+    assert not a.equivalent(parse_uri("sips:a@h;user=phone"))
+    assert not a.equivalent(parse_uri("sip:a@other;user=phone"))
+    assert not a.equivalent(parse_uri("sip:a@h;user=ip"))
+    assert not parse_uri("sip:a@h;x=1").equivalent(parse_uri("sip:a@h;x=2"))
+    assert parse_uri("sip:a@h;x=1").equivalent(parse_uri("sip:a@h;y=2"))
+    assert parse_uri("tel:+48123").params == {}
+    with pytest.raises(SipParseError, match="Invalid From header"):
+        Address.parse('"quoted" sip:no-brackets@h', "From")
+    assert Address.parse("  <sip:a@b>  ;tag=1  ").tag == "1"
+    assert Address.parse("sip:a@b ").uri.host == "b"
+    assert [a.uri.user for a in parse_message(OPTIONS.replace(
+        b"Content-Length: 0", b"Contact: sip:x@h , <sip:y@h>\r\nContent-Length: 0")).contacts] == ["x", "y"]
+
+
+def test_typed_header_corner_cases():
+    assert str(CSeq(4, "BYE")) == "4 BYE"
+    c = parse_auth('Digest  realm = "r" ,  nonce="n"', "WWW-Authenticate")
+    assert c.get("realm") == "r" and c.get("missing") is None
+    for bad in ('Digest realm="r",', 'Digest realm="r", =x', 'Digest realm="r"; nonce="n"'):
+        with pytest.raises(SipParseError):
+            parse_auth(bad, "Authorization")
+    assert str(parse_session_expires(" 90")) == "90" and parse_session_expires("90").refresher is None
+    from firmware.sip.headers import Reason, SubscriptionState
+    assert str(SubscriptionState("pending")) == "pending"
+    assert str(SubscriptionState("active", expires=60, reason="x")) == "active;expires=60;reason=x"
+    assert str(Reason("Q.850")) == "Q.850"
+    assert parse_event("  refer").package == "refer"
+    from firmware.sip.headers import parse_tokens
+    assert parse_tokens(["timer,, replaces"]) == ["timer", "replaces"]
+    with pytest.raises(SipParseError):
+        parse_session_expires("")
+
+
+def test_last_corners_of_the_header_grammar():
+    with pytest.raises(SipParseError, match="Invalid Authorization header"):
+        parse_auth("Digest,realm=x", "Authorization")
+    with pytest.raises(SipParseError, match="Invalid Session-Expires header"):
+        parse_session_expires("90 junk")
+    with pytest.raises(SipParseError, match="Invalid From header"):
+        Address.parse("Bell@ <sip:a@b>", "From")
+    assert Address.parse("  sip:a@b").uri.user == "a"
+    assert Address.parse("<sip:a@b>;tag=1   ").tag == "1"
+
+
+def test_check_request_accepts_an_allowed_body():
+    m = parse_message(torture("wsinv"))
+    assert check_request(m, content_types=["application/sdp"]) is None
+
+
+def test_parameter_without_a_value_after_equals_and_plain_check_request():
+    with pytest.raises(SipParseError, match="Invalid Contact header"):
+        Address.parse("<sip:a@b>;expires=", "Contact")
+    assert check_request(parse_message(OPTIONS)) is None

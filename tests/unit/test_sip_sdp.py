@@ -177,3 +177,31 @@ def test_ipv6_and_a_parsed_answer_round_trip():
     assert parse_sdp(sdp("v=0\no=- 1 1 IN IP4 h\ns=-\nt=0 0")).remote_rtp() is None
     assert not parse_sdp(sdp("v=0\no=- 1 1 IN IP4 h\ns=-\nt=0 0")).is_hold
     assert PCMU.key == ("pcmu", 8000)
+
+
+def test_tolerated_oddities_and_direction_changes():
+    d = parse_sdp(sdp("""
+v=0
+o=- 1 1 IN IP4 h
+s=-
+t=0 0
+t=1 2
+m=audio 5 RTP/AVP 0 96 97
+c=IN IP4 10.0.0.1
+a=rtpmap:97 L16/8000/2
+m=application 9 TCP/BFCP *
+a=sendonly
+m=video 7 RTP/AVP 31 98
+a=rtpmap:98 broken
+"""))
+    assert [c.payload_type for c in d.media[0].codecs] == [0, 97] and d.media[0].codecs[1].channels == 2
+    assert d.media[1].codecs == [] and d.media[1].direction == "sendonly"
+    assert [c.name for c in d.media[2].codecs] == []
+    assert ("t", "1 2") in d.other and "t=1 2" in str(d) and "\r\nc=" in str(d) and d.connection is None
+    m = d.media[0]
+    m.set_direction("inactive")
+    m.set_direction("sendrecv")
+    assert [k for k, _ in m.attributes if k in ("inactive", "sendrecv")] == ["sendrecv"]
+    assert d.direction_of(m) == "sendrecv" and m.attribute("missing") is None
+    assert SdpSession("192.0.2.1").offer(1, codecs=[Codec(97, "L16", 8000, 2)], telephone_event=None) \
+        .media[0].attribute("rtpmap") == "97 L16/8000/2"

@@ -709,3 +709,40 @@ def test_terminate_forgets_a_transaction_silently():
     rec.raw.terminate(ctxn)
     rec.run_until(40)
     assert rec.times(b"OPTIONS") == [1.0] and rec.of(TransactionTimeout) == []
+
+
+def test_stopped_timers_never_fire_even_without_get_timer():
+    layer = TransactionLayer()
+    inv = request("INVITE")
+    txn = layer.send_request(inv, UDP, 0.0)
+    layer.receive(wire(make_response(inv, 180, to_tag="t")), UDP, 0.1)
+    layer.handle_timer(100.0)
+    assert txn.state is State.PROCEEDING and layer.next_event().response.status == 180
+    assert layer.next_event() is None
+
+
+def test_without_auto_trying_a_retransmitted_invite_gets_nothing_until_the_tu_answers():
+    rec = Recorder(TransactionLayer(auto_trying=False))
+    inv = request("INVITE")
+    rec.layer.receive(wire(inv), UDP, 0.0)
+    rec.layer.receive(wire(inv), UDP, 0.5)
+    assert rec.sent == []
+
+
+def test_locally_built_broken_responses_are_stray():
+    layer = TransactionLayer()
+    layer.receive(SipResponse(200, "OK"), UDP, 0.0)
+    assert layer.stats["stray_responses"] == 1 and layer.next_event() is None
+    assert str(Addr("udp", "2001:db8::1", 5060)) == "udp:[2001:db8::1]:5060"
+
+
+def test_inputs_a_state_does_not_list_are_absorbed_and_reprs_name_the_state():
+    rec = Recorder(TransactionLayer())
+    inv = request("INVITE")
+    rec.layer.receive(wire(inv), UDP, 0.0)
+    txn = rec.of(RequestReceived)[0].transaction
+    rec.layer.receive(wire(_ack_for(inv, "x")), UDP, 0.1)
+    assert txn.state is State.PROCEEDING and rec.of(AckReceived) == []
+    assert repr(txn) == "<ServerTransaction INVITE z9hG4bKb1 Proceeding>"
+    ctxn = rec.layer.send_request(request(branch="z9hG4bKr"), UDP, 0.0)
+    assert repr(ctxn) == "<ClientTransaction OPTIONS z9hG4bKr Trying>"
