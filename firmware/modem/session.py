@@ -1359,6 +1359,8 @@ class ModemSession:
             cause = {"b": "disconnect_tone", "d": "dial_tone", "l": "loop_current_drop"}.get(
                 code, EVENT_NAMES.get(code, code))
             self._remote_end(cause, 16, None, now)
+        elif code in EVENT_NAMES:
+            self._emit(DleEvent(code, now))  # silence, quiet, handset, ...: for the owner to judge
 
     # ================================================================== DTMF out
     def _proc_dtmf(self, digits: str) -> Generator:
