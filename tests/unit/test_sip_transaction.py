@@ -746,3 +746,18 @@ def test_inputs_a_state_does_not_list_are_absorbed_and_reprs_name_the_state():
     assert repr(txn) == "<ServerTransaction INVITE z9hG4bKb1 Proceeding>"
     ctxn = rec.layer.send_request(request(branch="z9hG4bKr"), UDP, 0.0)
     assert repr(ctxn) == "<ClientTransaction OPTIONS z9hG4bKr Trying>"
+
+
+def test_state_diagram_tool_renders_every_transition(tmp_path):
+    import importlib.util
+
+    from tests.conftest import ROOT
+    spec = importlib.util.spec_from_file_location("state_diagrams", ROOT / "tools/state_diagrams.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["-o", str(tmp_path)]) == 0
+    assert tool.main(["--format", "mermaid", "-o", str(tmp_path)]) == 0
+    for kind, states in TRANSITIONS.items():
+        text = (tmp_path / f"{kind.name.lower()}.dot").read_text()
+        assert text.count(" -> ") == 1 + sum(len(t) for t in states.values())
+        assert "timer H / timeout H" in (tmp_path / "invite_server.mmd").read_text()
