@@ -86,13 +86,17 @@ class Pbx:
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, sip_bind: tuple[str, int], demo: bool = False) -> None:
         from firmware.aio.sip_transport import SipEndpoint
+        from firmware.sip.transaction import TransactionLayer
 
         self.sip_bind = sip_bind
         self.registrar.load(self.clock())
         host = sip_bind[0]
+        # No automatic 100 Trying: an unauthenticated INVITE is answered with 401 at once,
+        # because cheap phones (pyVoIP among them) take a 100 before the 401 as success and
+        # never send their credentials. The PBX sends 100 itself once the caller is known.
+        layer = TransactionLayer(auto_trying=False, accept_request=self._accept_request)
         self.endpoint = await SipEndpoint.create(
-            sip_bind, on_event=self._on_sip_event, accept_source=self._accept_source,
-            accept_request=self._accept_request,
+            sip_bind, on_event=self._on_sip_event, accept_source=self._accept_source, layer=layer,
             advertise=None if host in ("0.0.0.0", "", "::") else host)
         self.sip_bind = (host, self.endpoint.local_addr[1])
         system = self.prov.system
@@ -308,6 +312,7 @@ class Pbx:
         if len(self.ext_legs.get(user, ())) >= ext.max_calls:
             self._respond(ev, 486, "Busy Here: too many calls on this extension")
             return
+        self._respond(ev, 100)
         dialed = req.uri.user if isinstance(req.uri, SipUri) and req.uri.user else ""
         leg = SipLeg(self, role="caller", number=user, name=ext.name, extension=user, peer=ev.source)
         leg.user_agent = req.user_agent or ""

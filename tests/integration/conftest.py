@@ -122,3 +122,29 @@ def pj_phones(office, tmp_path):
         except Exception:
             pass
         p.close()
+
+
+@pytest.fixture
+def pyvoip_phones(office, tmp_path):
+    """Factory of registered pyVoIP phones (each in its own process)."""
+    from client import PyVoipPhone
+
+    phones = []
+
+    def make(number: str, *, auto_answer: bool = False, answer_delay: float = 0.0) -> PyVoipPhone:
+        p = PyVoipPhone(str(tmp_path / f"pyvoip_{number}.log"))
+        phones.append(p)
+        rtp = free_block(60)
+        r = p.cmd("start", server="127.0.0.1", port=office.sip_port, user=number, password=PASSWORDS[number],
+                  sip_port=free_port(socket.SOCK_DGRAM), rtp_low=rtp, rtp_high=rtp + 50,
+                  auto_answer=auto_answer, answer_delay=answer_delay, timeout=40)
+        assert r["registered"], f"pyVoIP {number} did not register"
+        return p
+
+    yield make
+    for p in phones:
+        try:
+            p.cmd("stop", timeout=20)
+        except Exception:
+            pass
+        p.close()

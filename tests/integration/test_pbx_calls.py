@@ -76,3 +76,28 @@ def test_caller_cancel_stops_the_ringing_phone(office, pj_phones):
     assert st["state"] == "DISCONNECTED" and st["code"] == 487
     rec = office.wait_call_record(lambda r: r["callee_number"] == "202")
     assert rec["status"] in ("abandoned", "missed") and rec["answered_at"] is None
+
+
+def test_pyvoip_phones_with_their_bugs_talk_and_hang_up_cleanly(office, pyvoip_phones):
+    """pyVoIP answers only the first (MD5) challenge without qop, reuses its Via branch after
+    a 401, puts a random To tag on its ACK and on its 200 to BYE: the call must stay up past
+    the 2xx retransmission window and be cleaned up at the end."""
+    caller = pyvoip_phones("201")
+    callee = pyvoip_phones("202", auto_answer=True)
+    r = caller.cmd("dial", number="202", wait=15, timeout=30)
+    assert r["state"] == "ANSWERED", r
+    callee.wait_event("answered", timeout=10)
+    caller.cmd("play_tone", freq=600, seconds=40)
+    callee.cmd("play_tone", freq=1400, seconds=40)
+    time.sleep(4)
+    at_callee = callee.cmd("rx_analysis", seconds=2)
+    at_caller = caller.cmd("rx_analysis", seconds=2)
+    assert abs(at_callee["freq"] - 600) < 30, at_callee
+    assert abs(at_caller["freq"] - 1400) < 30, at_caller
+    time.sleep(30)  # beyond 64*T1: a box confused by the ACK's To tag would have hung up
+    assert caller.cmd("state")["state"] == "ANSWERED"
+    assert abs(callee.cmd("rx_analysis", seconds=1)["freq"] - 600) < 30
+    caller.cmd("hangup")
+    callee.wait_event("ended", timeout=10)
+    rec = office.wait_call_record(lambda r: r["caller_number"] == "201" and r["answered_by"] == "202")
+    assert rec["status"] == "answered" and rec["talk_s"] > 33 and rec["hangup_side"] == "caller"
