@@ -251,6 +251,12 @@ class ModemLine:
         self.health.state = "stopped"
 
     @property
+    def audio_kind(self) -> str:
+        """"usb-serial" (a separate audio tty), "dle" (V.253 on the AT port) or "none"
+        (SIM800: analog audio, needs a USB sound card -- no port to hand over)."""
+        return self.profile.audio.kind
+
+    @property
     def ready(self) -> bool:
         return bool(self.session and self.session.ready and not self.session.resetting)
 
@@ -577,7 +583,7 @@ class ModemLine:
             await self._recover(reason, reset)
 
     async def _connect(self, first: bool) -> bool:
-        path = self.device if self.device and os.path.exists(self.device) else None
+        path = self.device if self.device and (os.path.exists(self.device) or "://" in self.device) else None
         if path is None or (not first and self.imei and self.scan):
             path = await self._find_by_imei() if (self.imei and self.scan) else path
         if path is None:

@@ -243,3 +243,46 @@ async def test_correct_pin_is_entered_once_per_power_up(sim, tmp_path) -> None:
         assert line.status()["sim"]["state"] == "ready"  # proven PIN entered again after reset
     finally:
         await line.stop()
+
+
+async def test_pyserial_url_through_a_tcp_serial_server(sim, tmp_path) -> None:
+    """A modem behind a ser2net-style TCP port: device = "socket://127.0.0.1:PORT"."""
+    import tty
+
+    from tests.conftest import free_port
+
+    h = sim.add_modem("tcpx", model="sim800", **FAST)
+    fd = os.open(h.at_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    loop = asyncio.get_running_loop()
+    clients: list[asyncio.StreamWriter] = []
+
+    def from_modem() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        for w in clients:
+            w.write(data)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.append(writer)
+        while data := await reader.read(4096):
+            os.write(fd, data)
+
+    loop.add_reader(fd, from_modem)
+    port = free_port()
+    server = await asyncio.start_server(client, "127.0.0.1", port)
+    rec = Recorder()
+    line = ModemLine("tcpx", "sim800", device=f"socket://127.0.0.1:{port}", on_event=rec,
+                     config=SessionConfig(command_timeout=2.0))
+    try:
+        assert await line.start(wait=20), line.status()["faults"]
+        assert line.status()["imei"] == "867698041234567"
+        h.incoming_call(number="+48600100200")
+        assert (await rec.wait(IncomingCall)).number == "+48600100200"
+    finally:
+        await line.stop()
+        server.close()
+        loop.remove_reader(fd)
+        os.close(fd)
