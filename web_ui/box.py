@@ -45,6 +45,11 @@ class Box:
             raise ControlError("settings.unavailable")
         return fn
 
+    async def run(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run a store read (a report query) on a worker thread: the event loop keeps serving
+        calls, live boards and other pages meanwhile (each thread has its own read connection)."""
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kw))
+
     async def _offload(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a CPU-heavy call (scrypt) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))

@@ -60,7 +60,7 @@ async def list_calls(request: web.Request) -> web.Response:
         form.error("limit", "1..500")
     if not form.ok:
         raise _bad({k: (c.t(v) if c.t.has(v) else v) for k, v in form.errors.items()})
-    rows, total = call_log(request, f, limit, offset)
+    rows, total = await call_log(request, f, limit, offset)
     return web.json_response({"total": total, "limit": limit, "offset": offset,
                               "calls": [_public(r) for r in rows]})
 
@@ -96,11 +96,12 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
 async def missed(request: web.Request) -> web.Response:
     """Customers missed and not yet reached (oldest first)."""
     now = request.app[CLOCK]()
-    entries = request.app[BOX].calls.missed_entries(open_only=True)
+    box = request.app[BOX]
+    entries = await box.run(box.reports.missed_not_returned, now=now, limit=5000)
     return web.json_response({"missed": [
         {"number": e.number, "first_missed_at": e.first_missed_at, "last_missed_at": e.last_missed_at,
-         "count": e.count, "queue": e.queue, "waiting_s": round(now - e.first_missed_at, 1),
-         "call_ids": list(e.call_ids)} for e in entries]})
+         "count": e.count, "queue": e.queue, "waiting_s": round(e.waiting_s, 1), "last_call_id": e.last_call_id}
+        for e in entries]})
 
 
 @routes.get("/api/v1/live")

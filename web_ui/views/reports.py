@@ -25,6 +25,7 @@ STATUSES = ("answered", "missed", "abandoned", "busy", "no_answer", "failed", "r
 MISSED = ("missed", "abandoned", "busy", "no_answer", "failed", "overflow", "voicemail")
 PAGE_SIZE = 50
 MAX_CSV_ROWS = 250_000
+OPEN_MISSED_LIMIT = 300
 
 
 @dataclass
@@ -147,9 +148,10 @@ def store_filter(f: CallFilter) -> Any:
                        queue=f.queue, direction=f.direction, status=status, missed_like=f.status == "missed_all")
 
 
-def call_log(request: web.Request, f: CallFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+async def call_log(request: web.Request, f: CallFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of the filtered call log (newest first) and the number of matching calls."""
-    page_ = request.app[BOX].reports.call_log(store_filter(f), limit=limit, offset=offset)
+    box = request.app[BOX]
+    page_ = await box.run(box.reports.call_log, store_filter(f), limit=limit, offset=offset)
     return [c.as_dict() for c in page_.calls], page_.total
 
 
@@ -182,7 +184,7 @@ async def calls_page(request: web.Request) -> web.Response:
     t = ctx(request).t
     form = Form()
     f = parse_filter(request, t, form)
-    rows, total = call_log(request, f, PAGE_SIZE, (f.page - 1) * PAGE_SIZE)
+    rows, total = await call_log(request, f, PAGE_SIZE, (f.page - 1) * PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
     head = [t("col.time"), t("col.direction"), t("col.caller"), t("col.callee"), t("col.answered_by"),
             t("col.queue"), t("col.wait"), t("col.talk"), t("col.status"), t("col.recording")]
@@ -212,11 +214,14 @@ async def calls_csv(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": f'attachment; filename="calls-{f.period.start}-{f.period.end}.csv"'})
     await resp.prepare(request)
     rows = 0
-    for chunk in request.app[BOX].reports.call_log_csv(store_filter(f)):
+    box = request.app[BOX]
+    chunks = box.reports.call_log_csv(store_filter(f))
+    while rows <= MAX_CSV_ROWS:
+        chunk = await box.run(next, chunks, None)
+        if chunk is None:
+            break
         await resp.write(chunk.encode("utf-8"))
         rows += chunk.count("\n")
-        if rows > MAX_CSV_ROWS:
-            break
     await resp.write_eof()
     return resp
 
@@ -270,20 +275,20 @@ async def missed_page(request: web.Request) -> web.Response:
     f = parse_filter(request, t, form)
     f.status = "missed_all"
     can_call = bool(c.user.extension)
-    entries = box.calls.missed_entries(open_only=True)
-    entries.sort(key=lambda e: e.first_missed_at)
+    entries = await box.run(box.reports.missed_not_returned, now=now, limit=OPEN_MISSED_LIMIT)
     open_rows = [fmt('<tr class="missed"><td class="missed-text">{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
-                     '<td class="num"><span class="timer" data-since="{}">{}</span></td><td>{}</td></tr>',
+                     '<td class="num"><span class="timer" data-since="{}">{}</span></td><td>{}</td><td>{}</td></tr>',
                      e.number, t.datetime(e.first_missed_at), t.datetime(e.last_missed_at), e.count,
-                     e.first_missed_at, t.clock(now - e.first_missed_at), e.queue or "–",
+                     e.first_missed_at, t.clock(e.waiting_s), e.queue or "–",
                      fmt('<form method="post" action="/reports/missed/callback" class="inline">{}'
                          '<input type="hidden" name="number" value="{}"><button type="submit" class="small primary">{}</button></form>',
                          csrf_field(request), e.number, t("missed.call_back")) if can_call else "")
-                 for e in entries[:500]]
-    rows, total = call_log(request, f, 200, 0)
+                 for e in entries]
+    rows, total = await call_log(request, f, 200, 0)
     body = join([report_tabs(request),
                  fmt('<section class="card"><h2>{}</h2><p class="muted">{}</p>{}</section>',
-                     t("missed.open_title", count=len(entries)), t("missed.open_help"),
+                     t("missed.open_title", count=f"{len(entries)}+" if len(entries) >= OPEN_MISSED_LIMIT else len(entries)),
+                     t("missed.open_help"),
                      table([t("col.number"), t("col.first_missed"), t("col.last_call"), t("col.count"),
                             t("col.waiting"), t("col.queue"), ""], open_rows, empty=t("missed.none_open"))),
                  filter_form(request, form, "/reports/missed"),
@@ -379,7 +384,9 @@ async def agents_page(request: web.Request) -> web.Response:
     short_s = _int_param(request, form, "short", 5, 1, 120)
     names = {e["number"]: e.get("name", "") for e in box.config.list("extension")}
     rows = []
-    for a in box.reports.agent_performance(period.since, period.until, long_call_s=long_s, short_call_s=short_s):
+    perf = await box.run(box.reports.agent_performance, period.since, period.until, long_call_s=long_s,
+                         short_call_s=short_s)
+    for a in perf:
         suspicious = a.short_answered > 0 or a.rings_caller_hung_up > 0
         rows.append(fmt(
             '<tr><td><strong>{}</strong> {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td>'
@@ -421,7 +428,16 @@ async def kpi_page(request: web.Request) -> web.Response:
     since, until = period.since, period.until
     queues = {q["number"]: q for q in box.queues()}
     thresholds = {n: (int(q.get("service_level_s", 20)), int(q.get("short_abandon_s", 5))) for n, q in queues.items()}
-    kpis = reports.queue_kpis(since, until, thresholds=thresholds)
+    import asyncio
+
+    (kpis, days, trend, waits, grid, target, out) = await asyncio.gather(
+        box.run(reports.queue_kpis, since, until, thresholds=thresholds),
+        box.run(reports.calls_per_day, since, until),
+        box.run(reports.trend, since, until),
+        box.run(reports.wait_distribution, since, until, bucket_s=15, max_s=300),
+        box.run(reports.weekday_hour, since, until),
+        box.run(reports.target_calls, since, until, min_talk_s=target_s, limit=1),
+        box.run(reports.outgoing_calls, since, until, long_call_s=30, limit=1))
     cards = []
     for k in kpis:
         name = (queues.get(k.queue) or {}).get("name") or k.queue
@@ -438,29 +454,23 @@ async def kpi_page(request: web.Request) -> web.Response:
                                   " bad" if key == "abandon_rate" and (k.abandon_rate or 0) > 0.1 else "", val,
                                   t("kpi." + key), sub, t("formula." + key, sl=k.service_level_s, sa=k.short_abandon_s))
                               for key, val, sub in tiles)))
-    days = reports.calls_per_day(since, until)
     labels = [_short_day(t, d.day) for d in days]
     per_day = charts.stacked_bars(t("chart.per_day"), labels,
                                   [(t("status.answered"), charts.OK, [d.answered for d in days]),
                                    (t("status.missed"), charts.BAD, [d.missed for d in days])],
                                   lambda v: t.num(v))
-    trend = reports.trend(since, until)
     asa_chart = charts.line_chart(t("chart.asa"), labels, [(t("kpi.asa"), charts.ACCENT, [d.asa_s for d in trend])],
                                   lambda v: t.clock(v), width=460, height=200)
     ab_chart = charts.line_chart(t("chart.abandon"), labels,
                                  [(t("kpi.abandon_rate"), charts.BAD, [d.abandon_rate for d in trend])],
                                  lambda v: t.pct(v, 0), width=460, height=200)
-    waits = reports.wait_distribution(since, until, bucket_s=15, max_s=300)
     wlabels = [f"{w.lo_s}–{w.hi_s}" if w.hi_s is not None else f"{w.lo_s}+" for w in waits]
     wait_chart = charts.stacked_bars(t("chart.waits"), wlabels,
                                      [(t("status.answered"), charts.OK, [w.answered for w in waits]),
                                       (t("status.abandoned"), charts.WARN, [w.abandoned for w in waits])],
                                      lambda v: t.num(v))
-    grid = reports.weekday_hour(since, until)
     heat = charts.heatmap(t("chart.heatmap"), [t.weekday(i) for i in range(7)], [str(h) for h in range(24)],
                           grid.calls, grid.missed, lambda v: t.num(v), t("status.missed"), t("kpi.calls"))
-    target = reports.target_calls(since, until, min_talk_s=target_s, limit=1)
-    out = reports.outgoing_calls(since, until, long_call_s=30, limit=1)
     totals = fmt('<div class="kpis">{}</div>', join(
         fmt('<div class="tile"><span class="num">{}</span><span class="lbl">{}</span><span class="formula">{}</span></div>',
             v, lab, f) for v, lab, f in (
