@@ -583,7 +583,11 @@ class ModemSession:
             self._remote_end("missed", None, None, now)
         if not self.ready or self.resetting:
             return
-        if now >= self._last_ping + self.config.ping_interval - _EPS:
+        if self.engine.in_data_mode:
+            # V.253 voice data: the media engine owns the port; silence here is not a hang
+            self._last_ping = now
+            self._misses = 0
+        elif now >= self._last_ping + self.config.ping_interval - _EPS:
             self._last_ping = now
             if not self.engine.busy:
                 if now - self.engine.last_final >= self.config.ping_interval * 0.5:
