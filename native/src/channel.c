@@ -924,6 +924,16 @@ static void forward(engine_t *e, chan_t *from, chan_t *to, uint8_t *pkt, const p
 static void flush_tx(engine_t *e, chan_t *to, int ntx)
 {
     int off = 0;
+    if (ntx == 1) {
+        ssize_t w = sendmsg(to->fd, &e->tx_msgs[0].msg_hdr, MSG_DONTWAIT);
+        if (w < 0) {
+            to->st.send_errors++;
+        } else {
+            to->st.packets_out++;
+            to->st.bytes_out += (uint64_t)w;
+        }
+        return;
+    }
     while (off < ntx) {
         int n = sendmmsg(to->fd, e->tx_msgs + off, (unsigned)(ntx - off), MSG_DONTWAIT);
         if (n <= 0) {
@@ -1005,10 +1015,21 @@ static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const stru
 
 void pbx__chan_rx_rtp(engine_t *e, chan_t *ch)
 {
+    /* Normally one packet waits per wake-up (50/s per leg): a plain recvmsg. When several
+     * arrive within a tick (backlog after a stall, 10 ms ptime, a flood) read in batches. */
+    int batch = ch->tick_pkts >= 3;
     for (int round = 0; round < 4; round++) {
         for (int i = 0; i < RX_BATCH; i++)
             e->rx_msgs[i].msg_hdr.msg_namelen = sizeof(e->rx_addr[i]);
-        int n = recvmmsg(ch->fd, e->rx_msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        int n;
+        if (batch) {
+            n = recvmmsg(ch->fd, e->rx_msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        } else {
+            ssize_t r = recvmsg(ch->fd, &e->rx_msgs[0].msg_hdr, MSG_DONTWAIT);
+            n = r < 0 ? -1 : 1;
+            if (r >= 0)
+                e->rx_msgs[0].msg_len = (unsigned)r;
+        }
         if (n <= 0)
             return;
         chan_t *partner = relay_partner(ch);
@@ -1026,7 +1047,7 @@ void pbx__chan_rx_rtp(engine_t *e, chan_t *ch)
         }
         if (ntx)
             flush_tx(e, partner, ntx);
-        if (n < RX_BATCH || ch->paused)
+        if (!batch || n < RX_BATCH || ch->paused)
             return;
     }
 }

@@ -71,30 +71,46 @@ typedef struct {
 } dtmf_req_t;
 
 typedef struct chan {
+    /* hot: read or written for every relayed packet, kept in the first cache lines */
     uint32_t id;
     int kind;
+    int fd;
+    int direction, pt, te_pt;
+    int have_dest, have_sdp, have_sig;
+    int decoding, det_on, timed_out, configured;
+    int tick_pkts;              /* packets this tick (flood control) */
+    int paused;
+    int have_rx_ssrc;
+    uint32_t rx_ssrc;           /* SSRC of the audio going into the jitter buffer */
+    struct bridge *br;
+    pbx_jb_t *jb;
+    int64_t last_rx_us;
+    outstate_t os;
+    struct {
+        int active;             /* 1 = RFC 4733 event, 2 = in-band tone, 3 = inter-digit gap */
+        char digit;
+        int total;              /* samples */
+        int elapsed;            /* samples */
+        uint32_t ts;
+        int end_left;           /* end packets still to send */
+        double ph1, ph2, w1, w2;
+        int gap_left;
+    } dtx;
+    pbx_channel_stats_t st;
+    paddr_t dest;               /* where we send now */
+
+    /* RTP, less often */
     int active_idx;
     struct pbx_engine *e;
-
-    /* RTP */
-    int fd, rtcp_fd, port;
+    int rtcp_fd, port;
+    int timeout_ms, inband_cfg;
     paddr_t local;
     paddr_t sdp;                /* the address in the SDP */
-    int have_sdp;
-    paddr_t dest;               /* where we send now */
-    int have_dest;
     paddr_t sig;                /* IP of the signalling peer (port unused) */
-    int have_sig;
     paddr_t cand;               /* a source waiting to be adopted */
     uint32_t cand_ssrc;
     uint16_t cand_seq;
     int cand_count;
-    int pt, te_pt, direction, timeout_ms, inband_cfg;
-    int64_t last_rx_us;
-    int timed_out;
-    uint32_t rx_ssrc;           /* SSRC of the audio going into the jitter buffer */
-    int have_rx_ssrc;
-    int configured;
 
     /* RFC 4733 receive */
     struct {
@@ -108,42 +124,22 @@ typedef struct chan {
     } evrx;
 
     /* decode path */
-    pbx_jb_t *jb;
-    int decoding;
     int16_t in[MAX_TICK];       /* what the far end said this tick */
     int16_t out[MAX_TICK];      /* what we sent it this tick */
     int out_valid;
     pbx_dtmf_det_t *det;
-    int det_on;
 
-    outstate_t os;
-
-    /* DTMF send */
+    /* DTMF send queue */
     dtmf_req_t dq[DTMF_QUEUE];
     int dq_head, dq_len;
-    struct {
-        int active;             /* 1 = RFC 4733 event, 2 = in-band tone, 3 = inter-digit gap */
-        char digit;
-        int total;              /* samples */
-        int elapsed;            /* samples */
-        uint32_t ts;
-        int end_left;           /* end packets still to send */
-        double ph1, ph2, w1, w2;
-        int gap_left;
-    } dtx;
 
     /* topology */
-    struct bridge *br;
     int mode;
     uint32_t whisper_to;
     struct player *players;     /* players whose target is this channel */
     int n_taps;                 /* recorders on this channel */
     int16_t play[MAX_TICK];     /* sum of its players this tick */
     int has_play;
-
-    /* flood control */
-    int tick_pkts;
-    int paused;
 
     /* PCM fd */
     int pcm_fd, pcm_format, dle;
@@ -157,8 +153,6 @@ typedef struct chan {
     uint8_t *txbuf;
     int tx_len, tx_cap;
     int dead;
-
-    pbx_channel_stats_t st;
 } chan_t;
 
 typedef struct bridge {
