@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -271,11 +270,3 @@ async def test_language_switch_and_phone_layout(browser, shop):
     await page.goto(shop.url + "/reports/kpi")
     await shot(page, "kpi-phone", full=False)
     await page.close()
-
-
-def test_screenshots_for_readme_are_small_pngs():
-    folder = Path(__file__).resolve().parent.parent.parent / "web_ui" / "static" / "screenshots"
-    pngs = sorted(folder.glob("*.png")) if folder.exists() else []
-    for p in pngs:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 400_000, p.name
-    _ = shutil  # screenshots are copied by hand after looking at them
