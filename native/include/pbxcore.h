@@ -325,7 +325,7 @@ typedef struct {
 } pbx_jb_params_t;
 /** What pbx_jb_get() produced. */
 enum pbx_jb_status {
-    PBX_JB_OK = 0,          /**< all samples are received audio */
+    PBX_JB_OK = 0,          /**< received audio, none concealed (silence may lead in or trail off) */
     PBX_JB_CONCEALED = 1,   /**< some or all samples were concealed (or silence-filled, plc = 0) */
     PBX_JB_SILENCE = 2      /**< nothing to play: before the first packet, in a pause, stream ended */
 };

@@ -30,20 +30,32 @@
 #include "jbuf.h"
 #include "plc.h"
 
-#define JB_SUBWIN 128           /* packets per statistics sub-window */
-#define JB_NSUB 4               /* sub-windows kept: ~10 s of 20 ms packets */
+#define JB_SUBWIN 250           /* packets per statistics sub-window */
+#define JB_NSUB 4               /* sub-windows kept: ~20 s of 20 ms packets */
 #define JB_TOPK 48              /* smallest values kept per sub-window */
-#define JB_WARMUP 50            /* packets before the delay may go below the initial one */
-#define JB_LATE_COST 16000      /* samples of delay worth 100 % late packets (20 ms per %) */
-#define JB_SAFETY 8             /* samples of margin kept above the chosen late point */
+#define JB_WARMUP 40            /* packets before the delay may go below the initial one */
+#define JB_LATE_MAX 0.04        /* never plan for more than 4 % late packets */
+#define JB_LATE_COST 1000.0     /* samples of delay worth 100 % late, times (1 + tail spread / 40) */
+#ifndef JB_LATE_WEIGHT
+#define JB_LATE_WEIGHT 1.0
+#endif
+#define JB_HYSTERESIS 0.004     /* extra late share charged to lowering the delay... */
+#define JB_HYST_MAX 40.0        /* ...but never more than 5 ms of delay */
+#define JB_MIN_SLOPE 1.5e-4     /* drift below 150 ppm is treated as none (keeps the frame grid) */
+#define JB_SAFETY 0             /* samples of margin kept above the chosen late point */
 #define JB_SEQ_WIN 1024         /* sequence numbers remembered for duplicate detection */
 #define JB_MAX_DROPOUT 3000     /* larger sequence jumps restart the sequence context */
 #define JB_GAP_AFTER 480        /* 60 ms without audio: the stream is paused */
 #define JB_JUMP_AHEAD 1600      /* timestamps ahead of the clock by max delay + 200 ms: jump */
 #define JB_JUMP_BEHIND 16000    /* behind the clock by max delay + 2 s: timestamps went back */
-#define JB_STRETCH_MIN 16       /* smallest time-scale step (2 ms) */
+#define JB_TOLERANCE 16         /* targets this close (2 ms) count as the same */
 #define JB_STRETCH_PMIN 32      /* pitch range for time-scaling: 250 Hz .. */
 #define JB_STRETCH_PMAX 120     /* .. 66.7 Hz */
+#define JB_SHRINK_KEEP 40       /* a hole is concealed for at least 5 ms (then merged) */
+#define JB_SHRINK_DEBT 120      /* a hole may take the delay this far (15 ms) below target */
+#define JB_STEP_MAX 360         /* largest time-scale step (45 ms; 3 periods of a low voice) */
+#define JB_WORK (JB_STEP_MAX + JB_STRETCH_PMAX) /* audio a compress step may look at */
+#define JB_QUIET_FADE 32        /* cross-fade of a step in quiet audio (4 ms) */
 #define JB_URGENT 320           /* 40 ms off target: time-scale even non-periodic audio */
 #define JB_VOICED 0.7f          /* normalised correlation that counts as periodic */
 #define JB_QUIET_RMS 256.f      /* below this the audio is quiet (about -42 dBFS) */
@@ -54,7 +66,10 @@ typedef struct {
     int count;                  /* packets added to this sub-window */
     int filled;                 /* entries in lo[] */
     int32_t lo[JB_TOPK];        /* smallest u, ascending */
-    double sum_u, sum_n;        /* for the sub-window's centre (drift estimate) */
+    uint16_t lo_wait[JB_TOPK];  /* their wait for the next get (samples) */
+    int filled_w;               /* entries in lo_wait[] */
+    float lo_fine[JB_TOPK];     /* smallest u + wait, ascending (trimmed from the mean) */
+    double sum_u, sum_n;        /* for the sub-window's centre */
     double sum_wait;            /* sum of u plus the wait until the next get (delay) */
 } jb_win_t;
 
@@ -89,6 +104,9 @@ struct pbx_jb {
     jb_win_t win[JB_NSUB];
     int cur_win;
     double mean_u;              /* mean u of the window, projected to now */
+    double recent_wait;         /* EWMA (1/16) of u + wait: the delay of recent packets at S = 0 */
+    int have_target;
+    int64_t target;             /* the target shift decided at the last get */
     int have_last_new;
     int64_t last_new_ext;       /* position and arrival of the highest sequence number */
     int64_t last_new_arrival;
@@ -102,8 +120,9 @@ struct pbx_jb {
     int last_get_n;
 
     float level;                /* EWMA of the rms of loud frames */
-    int16_t work[2 * JB_STRETCH_PMAX];
-    int16_t pend[2 * JB_STRETCH_PMAX];
+    int16_t work[JB_WORK];
+    int16_t scaled[JB_STEP_MAX];
+    int16_t pend[JB_STEP_MAX];
     int npend;
 
     pbx_jb_stats_t st;
@@ -177,21 +196,44 @@ static void win_add(pbx_jb_t *jb, int32_t v, double wait)
     if (w->count >= JB_SUBWIN) {
         jb->cur_win = (jb->cur_win + 1) % JB_NSUB;
         w = &jb->win[jb->cur_win];
-        w->count = w->filled = 0;
+        w->count = w->filled = w->filled_w = 0;
         w->sum_u = w->sum_n = w->sum_wait = 0.0;
     }
     w->count++;
     w->sum_u += v;
     w->sum_wait += v + wait;
     w->sum_n += (double)jb->nominal;
+    float fw = (float)(v + wait);
+    if (w->filled_w < JB_TOPK || fw < w->lo_fine[JB_TOPK - 1]) {
+        int i = w->filled_w < JB_TOPK ? w->filled_w++ : JB_TOPK - 1;
+        while (i > 0 && w->lo_fine[i - 1] > fw) {
+            w->lo_fine[i] = w->lo_fine[i - 1];
+            i--;
+        }
+        w->lo_fine[i] = fw;
+    }
     if (w->filled == JB_TOPK && v >= w->lo[JB_TOPK - 1])
         return;
     int i = w->filled < JB_TOPK ? w->filled++ : JB_TOPK - 1;
     while (i > 0 && w->lo[i - 1] > v) {
         w->lo[i] = w->lo[i - 1];
+        w->lo_wait[i] = w->lo_wait[i - 1];
         i--;
     }
     w->lo[i] = v;
+    w->lo_wait[i] = (uint16_t)lrint(wait);
+}
+
+/* Mean of u + wait over a sub-window without its latest 10 % (spikes would skew it). */
+static double trimmed_wait(const jb_win_t *w)
+{
+    int m = w->count / 10;
+    if (m > w->filled_w)
+        m = w->filled_w;
+    double sum = w->sum_wait;
+    for (int i = 0; i < m; i++)
+        sum -= w->lo_fine[i];
+    return sum / (w->count - m);
 }
 
 static int win_total(const pbx_jb_t *jb)
@@ -205,7 +247,7 @@ static int win_total(const pbx_jb_t *jb)
 /*
  * Per sub-window correction that projects its u values to the present: the slope of u
  * against nominal time (clock drift between sender and playout, at most 2 %) fitted
- * through the sub-window centres. Returns the projected mean u of the whole window and
+ * through the sub-window centres (trimmed means of the arrival delay, robust to spikes). Returns the projected mean u of the whole window and
  * in *wait the projected mean of u plus the wait for the next get: the delay at shift 0.
  */
 static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
@@ -215,9 +257,9 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
     for (int j = 0; j < JB_NSUB; j++) {
         const jb_win_t *w = &jb->win[j];
         shift[j] = 0.0;
-        if (w->count < 16)
-            continue;
-        double n = w->sum_n / w->count - (double)jb->nominal, u = w->sum_u / w->count;
+        if (w->count < JB_SUBWIN)
+            continue;           /* only complete sub-windows: a young one is skewed by a spike */
+        double n = w->sum_n / w->count - (double)jb->nominal, u = trimmed_wait(w);
         sw += w->count;
         sn += w->count * n;
         su += w->count * u;
@@ -226,7 +268,7 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
         used++;
     }
     double slope = 0.0;
-    if (used >= 2) {
+    if (used >= 3) {
         double var = snn / sw - (sn / sw) * (sn / sw);
         if (var > 8000.0 * 8000.0 / 4)
             slope = (snu / sw - (sn / sw) * (su / sw)) / var;
@@ -234,6 +276,8 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
             slope = 0.02;
         if (slope < -0.02)
             slope = -0.02;
+        if (fabs(slope) < JB_MIN_SLOPE)
+            slope = 0.0;
     }
     double tot = 0, mean = 0, mwait = 0;
     for (int j = 0; j < JB_NSUB; j++) {
@@ -249,44 +293,87 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
     return tot > 0 ? mean / tot : (double)jb->init_s;
 }
 
-/* Target shift S (play - nominal) from the statistics, clamped to the delay limits. */
+/*
+ * Target shift S (play - nominal) from the statistics, clamped to the delay limits.
+ * Candidates are the smallest u of the window (at most 4 % of it): choosing S = u(k) makes
+ * the k packets below it late. Each costs LATE_COST * (1 + spread / 40) / total samples of
+ * delay, where spread is how far the candidates reach: when avoiding the late tail would
+ * take a lot of delay, losing some of it is worth more. Lowering the delay below the
+ * last target is charged a little extra (hysteresis).
+ */
 static int64_t target_shift(const pbx_jb_t *jb)
 {
+    double ref = jb->have_target ? (double)jb->target : (double)(jb->play - jb->npend - jb->nominal);
     int total = win_total(jb);
     double s = 0.0;             /* the initial alignment */
     double shift[JB_NSUB], mean_wait;
     project(jb, shift, &mean_wait);
     if (total > 0) {
-        int pos[JB_NSUB] = {0};
-        double best_cost = 1e300;
-        double best = 0.0;
-        for (int k = 0; k < JB_TOPK; k++) {
-            int next = -1;
-            for (int j = 0; j < JB_NSUB; j++)
-                if (pos[j] < jb->win[j].filled &&
-                    (next < 0 || jb->win[j].lo[pos[j]] + shift[j] <
-                                     jb->win[next].lo[pos[next]] + shift[next]))
-                    next = j;
-            if (next < 0)
-                break;
-            double v = (double)jb->win[next].lo[pos[next]] + shift[next];
-            pos[next]++;
-            double cost = -v + (double)JB_LATE_COST * k / total;
+        double cand[JB_NSUB * JB_TOPK];
+        int nc = 0;
+        int kmax = (int)ceil(JB_LATE_MAX * total);
+        if (kmax > JB_TOPK)
+            kmax = JB_TOPK;
+        if (kmax < 1)
+            kmax = 1;
+        int drifting = 0;
+        for (int j = 0; j < JB_NSUB; j++)
+            drifting |= shift[j] != 0.0;
+        if (!drifting) {
+            int pos[JB_NSUB] = {0};
+            while (nc < kmax) {
+                int next = -1;
+                for (int j = 0; j < JB_NSUB; j++)
+                    if (pos[j] < jb->win[j].filled &&
+                        (next < 0 || jb->win[j].lo[pos[j]] < jb->win[next].lo[pos[next]]))
+                        next = j;
+                if (next < 0)
+                    break;
+                cand[nc++] = jb->win[next].lo[pos[next]++];
+            }
+        } else {
+            /* A packet's u can only take values on the grid of gets: project its fine
+               arrival time (u + wait) and see which get it would now have missed. */
+            int G = jb->have_get ? jb->last_get_n : 160;
+            for (int j = 0; j < JB_NSUB; j++) {
+                const jb_win_t *w = &jb->win[j];
+                for (int i = 0; i < w->filled; i++) {
+                    double v = w->lo[i] + G * floor((w->lo_wait[i] + shift[j]) / G);
+                    int k = nc++;
+                    while (k > 0 && cand[k - 1] > v) {
+                        cand[k] = cand[k - 1];
+                        k--;
+                    }
+                    cand[k] = v;
+                }
+            }
+            if (nc > kmax)
+                nc = kmax;
+        }
+        if (nc == 0)
+            cand[nc++] = 0.0;
+        double per_late = JB_LATE_WEIGHT * JB_LATE_COST * (1.0 + (cand[nc - 1] - cand[0]) / 40.0);
+        double best_cost = 1e300, best = cand[0];
+        double hyst = per_late * JB_HYSTERESIS > JB_HYST_MAX ? JB_HYST_MAX : per_late * JB_HYSTERESIS;
+        for (int k = 0; k < nc; k++) {
+            if (k > 0 && cand[k] == cand[k - 1])
+                continue;
+            double cost = -cand[k] + per_late * k / total + (cand[k] > ref + JB_TOLERANCE ? hyst : 0.0);
             if (cost < best_cost) {
                 best_cost = cost;
-                best = v;
+                best = cand[k];
             }
         }
         s = best - JB_SAFETY;
         if (total < JB_WARMUP && s > 0.0)
             s = 0.0;
     }
-    double delay = mean_wait - s;
+    double delay = jb->recent_wait - s;
     if (delay < jb->min_s)
         delay = jb->min_s;
     if (delay > jb->max_s)
         delay = jb->max_s;
-    return (int64_t)floor(mean_wait - delay);
+    return (int64_t)floor(jb->recent_wait - delay);
 }
 
 /*
@@ -302,6 +389,8 @@ static void shift_history(pbx_jb_t *jb, int64_t by)
         jb_win_t *w = &jb->win[j];
         for (int i = 0; i < w->filled; i++)
             w->lo[i] = w->lo[i] + (int32_t)by > INT32_MAX / 2 ? INT32_MAX / 2 : w->lo[i] + (int32_t)by;
+        for (int i = 0; i < w->filled_w; i++)
+            w->lo_fine[i] += (float)by;
         w->sum_u += (double)by * w->count;
         w->sum_wait += (double)by * w->count;
     }
@@ -334,6 +423,7 @@ void pbx_jb_reset(pbx_jb_t *jb)
     jb->cur_win = 0;
     jb->mean_u = 0.0;
     jb->have_last_new = 0;
+    jb->have_target = 0;
     jb->jitter = 0.0;
     jb->level = 0.f;
     jb->npend = 0;
@@ -364,7 +454,7 @@ int pbx_jb_create(const pbx_jb_params_t *p, pbx_jb_t **out)
     jb->init_s = init * 8;
     jb->span_s = jb->max_s + PBX_JB_MAX_PUT + PBX_JB_MAX_GET;
     /* Room for the held span, a re-alignment back by max delay, and the largest get. */
-    int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 4 * JB_STRETCH_PMAX;
+    int64_t need = 2 * (int64_t)jb->span_s + PBX_JB_MAX_GET + 2 * JB_WORK;
     jb->ring_bits = 10;
     while (((int64_t)1 << jb->ring_bits) < need)
         jb->ring_bits++;
@@ -484,6 +574,7 @@ static void note_arrival(pbx_jb_t *jb, uint32_t ts, int64_t arrival_us, int64_t 
             wait = jb->last_get_n;
     }
     win_add(jb, (int32_t)u, wait);
+    jb->recent_wait += ((double)u + wait - jb->recent_wait) / 16.0;
     double shift[JB_NSUB], mean_wait;
     jb->mean_u = project(jb, shift, &mean_wait);
 }
@@ -509,6 +600,7 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
         ext = (int64_t)1 << 40;
         jb->play = jb->nominal = jb->newest_end = ext - jb->init_s;
         jb->mean_u = (double)jb->init_s;
+        jb->recent_wait = (double)jb->init_s;
         jb->have_ts = 1;
         jb->ref_ts = ts;
         jb->ref_ext = ext;
@@ -553,6 +645,12 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
     note_arrival(jb, ts, arrival_us, ext - jb->nominal);
 
     int64_t end = ext + nsamples;
+    if (end <= jb->play && jb->play - ext <= 2 * nsamples && jb->state == ST_GAP &&
+        sq == SEQ_NEW && jb->newest_end <= jb->play) {
+        /* Nothing is playing, nothing else waits, and this packet is only just behind the
+           silent play point: the stream flows again, start it here rather than drop it. */
+        jb->play = ext;
+    }
     if (end <= jb->play) {
         jb->st.late_discarded++;
         return PBX_JB_PUT_LATE;
@@ -609,16 +707,16 @@ static float ncorr(const int16_t *a, const int16_t *b, int n)
 }
 
 /*
- * Move the play point by about |delta| with one overlap-add step at the play point.
- * The period comes from the audio just played (the concealer's history), and the step is
- * taken only where the audio is quiet or repeats with that period (unless the buffer is
- * far off target):
- *   delta > 0, compress: x[0..P) cross-faded into x[P..2P) replaces x[0..2P);
- *   delta < 0, expand: a period cross-faded from x[0..P) into the last played period is
- *   inserted before x[0], so it starts like the natural continuation and ends where x[0]
- *   follows.
- * Returns the samples written to out (0: nothing done); *shift receives input consumed
- * minus output made.
+ * Move the play point toward the target with one overlap-add step at the play point.
+ * The step d is a whole number of pitch periods of the audio just played (the concealer's
+ * history) where the audio repeats with that period, any amount where it is quiet, and
+ * nothing in between unless the buffer is far off target. A compress step never goes past
+ * the target; an expand step may, by half a period (the next quiet moment corrects it).
+ *   compress (delta > 0): y[i] = x[i] faded into x[i + d] over L samples; x[0..L+d) -> L.
+ *   expand (delta < 0): the d samples before x[0] are played again, the first L of them
+ *   faded in from x[0..L) so they start like the natural continuation; nothing consumed.
+ * Returns the samples written to out (the rest waits in pend); *shift receives input
+ * consumed minus output made.
  */
 static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int64_t *shift)
 {
@@ -626,8 +724,8 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
     int16_t *x = jb->work;
     int64_t mag = delta < 0 ? -delta : delta;
     int urgent = mag >= JB_URGENT;
-    int avail = run_length(jb, jb->play, 2 * JB_STRETCH_PMAX);
-    if (avail < JB_STRETCH_MIN)
+    int avail = run_length(jb, jb->play, JB_WORK);
+    if (avail < 1)
         return 0;
     read_ring(jb, jb->play, x, avail);
 
@@ -636,46 +734,53 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
     float loud = rms_h > rms_x ? rms_h : rms_x;
     int quiet = loud < JB_QUIET_RMS || loud < 0.1f * jb->level;
 
-    int P;
+    int d, L;
     if (quiet) {
-        P = mag > JB_STRETCH_PMAX ? JB_STRETCH_PMAX : (int)mag;
-        if (P < JB_STRETCH_MIN)
-            return 0;
+        d = mag > JB_STEP_MAX ? JB_STEP_MAX : (int)mag;
+        L = d < JB_QUIET_FADE ? d : JB_QUIET_FADE;
     } else {
         float c;
-        P = pbx_pitch_search(jb->plc.hist, PBX_PLC_HIST, PBX_PLC_CORR_LEN, JB_STRETCH_PMIN,
-                             JB_STRETCH_PMAX, &c);
-        if (!urgent && (c < JB_VOICED || 2 * mag < P))
+        int P = pbx_pitch_search(jb->plc.hist, PBX_PLC_HIST, PBX_PLC_CORR_LEN, JB_STRETCH_PMIN,
+                                 JB_STRETCH_PMAX, &c);
+        int k = delta > 0 ? (int)(mag / P) : (int)((mag + P / 2) / P);
+        if (k * P > JB_STEP_MAX)
+            k = JB_STEP_MAX / P;
+        if (k < 1 && urgent)
+            k = 1;
+        if (k < 1 || (c < JB_VOICED && !urgent))
             return 0;
+        d = k * P;
+        L = c < JB_VOICED ? d : P;  /* not periodic (urgent): fade over all of it, repeat nothing */
     }
-
-    int16_t y[2 * JB_STRETCH_PMAX];
+    if (d < 1)
+        return 0;
     if (delta > 0) {
-        if (avail < 2 * P)
+        if (avail < L + d)
             return 0;
-        if (!quiet && !urgent && ncorr(x, x + P, P) < JB_VOICED)
+        if (!quiet && !urgent && ncorr(x, x + d, L) < JB_VOICED)
             return 0;
-        for (int i = 0; i < P; i++) {
-            float w = (float)(i + 1) / (float)(P + 1);
-            y[i] = (int16_t)lrintf((1.f - w) * x[i] + w * x[i + P]);
+        for (int i = 0; i < L; i++) {
+            float w = (float)(i + 1) / (float)(L + 1);
+            jb->scaled[i] = (int16_t)lrintf((1.f - w) * x[i] + w * x[i + d]);
         }
-        clear_range(jb, jb->play, jb->play + 2 * P);
-        jb->play += 2 * P;
-        jb->st.dropped_samples_drift += (uint64_t)P;
-        *shift = P;
-    } else {
-        if (avail < P)
-            return 0;
-        if (!quiet && !urgent && ncorr(x, h - P, P) < JB_VOICED)
-            return 0;
-        for (int i = 0; i < P; i++) {
-            float w = (float)(i + 1) / (float)(P + 1);
-            y[i] = (int16_t)lrintf((1.f - w) * x[i] + w * h[i - P]);
-        }
-        jb->st.inserted_samples_drift += (uint64_t)P;
-        *shift = -P;
+        clear_range(jb, jb->play, jb->play + L + d);
+        jb->play += L + d;
+        jb->st.dropped_samples_drift += (uint64_t)d;
+        *shift = d;
+        return deliver(jb, jb->scaled, L, out, space);
     }
-    return deliver(jb, y, P, out, space);
+    if (avail < L)
+        return 0;
+    if (!quiet && !urgent && ncorr(x, h - d, L) < JB_VOICED)
+        return 0;
+    for (int i = 0; i < L; i++) {
+        float w = (float)(i + 1) / (float)(L + 1);
+        jb->scaled[i] = (int16_t)lrintf((1.f - w) * x[i] + w * h[i - d]);
+    }
+    memcpy(jb->scaled + L, h - d + L, (size_t)(d - L) * sizeof *h);
+    jb->st.inserted_samples_drift += (uint64_t)d;
+    *shift = -d;
+    return deliver(jb, jb->scaled, d, out, space);
 }
 
 int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
@@ -711,7 +816,9 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         jb->npend = 0;
     }
 
-    int64_t delta = target_shift(jb) - (jb->play - jb->npend - jb->nominal);
+    jb->target = target_shift(jb);
+    jb->have_target = 1;
+    int64_t delta = jb->target - (jb->play - jb->npend - jb->nominal);
     int pos = 0, real = 0, conc = 0, sil = 0;
 
     if (jb->npend > 0) {
@@ -727,7 +834,7 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         int64_t q = next_audio(jb, jb->play);
         if (q >= 0) {
             /* Audio again after a pause: start it at the target delay. */
-            int64_t np = jb->nominal + target_shift(jb);
+            int64_t np = jb->nominal + jb->target;
             if (np > q)
                 np = q;
             if (np < jb->play - jb->span_s)
@@ -736,13 +843,13 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
                 clear_range(jb, jb->play, np);
             jb->play = np;
             jb->lead_end = q;
-            delta = target_shift(jb) - (jb->play - jb->npend - jb->nominal);
+            delta = jb->target - (jb->play - jb->npend - jb->nominal);
         }
     }
 
     int full = jb->newest_end - jb->play >= jb->max_s;
     if (jb->state == ST_PLAYING && !pbx_plc_erasing(&jb->plc) && pos < n &&
-        (delta >= JB_STRETCH_MIN || (delta <= -JB_STRETCH_MIN && !full))) {
+        (delta > 0 || (delta < 0 && !full))) {
         int64_t shift = 0;
         int k = time_scale(jb, delta, out + pos, n - pos, &shift);
         pos += k;
@@ -777,10 +884,12 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         }
         int64_t q = next_audio(jb, jb->play + 1);
         int64_t gap = q >= 0 ? q - jb->play : INT64_MAX;
-        if (q >= 0 && delta > 0 && jb->state == ST_PLAYING) {
-            /* A hole with audio after it and too much delay: conceal less than the hole. */
-            int64_t keep = gap < 40 ? gap : 40;
-            int64_t skip = delta < gap - keep ? delta : gap - keep;
+        if (q >= 0 && delta + JB_SHRINK_DEBT > 0 && jb->state == ST_PLAYING) {
+            /* A hole with audio after it: conceal only part of it. The delay given up is
+               taken back by time-scaling received audio, which sounds better than
+               concealment. */
+            int64_t keep = gap < JB_SHRINK_KEEP ? gap : JB_SHRINK_KEEP;
+            int64_t skip = delta + JB_SHRINK_DEBT < gap - keep ? delta + JB_SHRINK_DEBT : gap - keep;
             if (skip > 0) {
                 clear_range(jb, jb->play, jb->play + skip);
                 jb->play += skip;
@@ -846,10 +955,8 @@ void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st)
         st->play_ts = 0;
         return;
     }
-    double shift[JB_NSUB], mean_wait;
-    project(jb, shift, &mean_wait);
-    double cur = mean_wait - (double)(jb->play - jb->npend - jb->nominal);
-    double tgt = mean_wait - (double)target_shift(jb);
+    double cur = jb->recent_wait - (double)(jb->play - jb->npend - jb->nominal);
+    double tgt = jb->recent_wait - (double)(jb->have_target ? jb->target : target_shift(jb));
     st->current_delay_ms = (int)lrint(cur / 8.0);
     st->target_delay_ms = (int)lrint(tgt / 8.0);
     int64_t held = jb->newest_end - jb->play;
