@@ -65,7 +65,8 @@ class Headers:
 
     Each entry is one header line (a folded line unfolded). A comma-separated line counts as one
     entry; :meth:`values` splits such lists. Typed accessors of the messages cache their parsed
-    values here; every mutation drops that cache.
+    values here (one entry per header name); a mutation drops the entry of the header it
+    touches.
     """
 
     __slots__ = ("_items", "_cache")
@@ -130,7 +131,7 @@ class Headers:
         """Append a header line."""
         key, display = normalize_name(name)
         self._items.append((key, display, value))
-        self._cache.clear()
+        self._cache.pop(key, None)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before the first line of the same name (or at the top)."""
@@ -141,7 +142,7 @@ class Headers:
                 break
         else:
             self._items.insert(0, (key, display, value))
-        self._cache.clear()
+        self._cache.pop(key, None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` with one line (where the first one was)."""
@@ -153,13 +154,13 @@ class Headers:
                 break
         else:
             self._items.append((key, display, value))
-        self._cache.clear()
+        self._cache.pop(key, None)
 
     def remove(self, name: str) -> None:
         """Remove every line of ``name``."""
         key = normalize_name(name)[0]
         self._items = [it for it in self._items if it[0] != key]
-        self._cache.clear()
+        self._cache.pop(key, None)
 
     def replace_first_value(self, name: str, value: str) -> None:
         """Replace the first comma-separated element of ``name`` (the top Via, say)."""
@@ -169,7 +170,7 @@ class Headers:
                 parts = split_commas(v)
                 parts[0] = value
                 self._items[i] = (k, display, ", ".join(parts))
-                self._cache.clear()
+                self._cache.pop(key, None)
                 return
         raise KeyError(name)
 
@@ -183,7 +184,7 @@ class Headers:
                     self._items[i] = (k, display, ", ".join(parts[1:]))
                 else:
                     del self._items[i]
-                self._cache.clear()
+                self._cache.pop(key, None)
                 return
         raise KeyError(name)
 

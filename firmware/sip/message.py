@@ -21,7 +21,7 @@ from .headers import (SINGLE_VALUED, Address, Challenge, Credentials, CSeq, Even
                       new_tag, normalize_name, parse_addresses, parse_auth, parse_event, parse_int,
                       parse_reason, parse_replaces, parse_session_expires, parse_subscription_state,
                       parse_tokens)
-from .uri import AbsoluteUri, SipUri, Uri, parse_uri, split_commas
+from .uri import AbsoluteUri, SipUri, Uri, _fast_new, parse_uri, split_commas
 
 MAX_MESSAGE_SIZE = 65535
 """Default size limit of one message, in bytes (headers and body)."""
@@ -635,21 +635,30 @@ def make_response(request: SipRequest, status: int, reason: str | None = None, *
 
 def _copy_core(src: Headers, dst: Headers, status: int, to_tag: str | None) -> None:
     items = dst._items
+    cached_to = src._cache.get("to")
     for key, display, value in src._items:
         if key in ("via", "from", "call-id", "cseq") or (key == "record-route" and 100 < status < 300):
             items.append((key, display, value))
         elif key == "to":
             if status > 100:
-                try:
-                    to = Address.parse(value, "To")
-                except SipParseError:
-                    to = None
+                to = cached_to if isinstance(cached_to, Address) else _try_address(value)
                 if to is not None and to.tag is None:
-                    value = str(to.with_tag(to_tag or new_tag()))
+                    tag = to_tag or new_tag()
+                    value = f"{value};tag={tag}"
+                    params = dict(to.params)
+                    params["tag"] = tag
+                    dst._cache["to"] = _fast_new(Address, {"uri": to.uri, "display_name": to.display_name,
+                                                           "params": params})
             items.append((key, display, value))
         elif key == "timestamp" and status == 100:
             items.append((key, display, value))
-    dst._cache.clear()
+
+
+def _try_address(value: str) -> Address | None:
+    try:
+        return Address.parse(value, "To")
+    except SipParseError:
+        return None
 
 
 def make_error_response(error: SipParseError) -> SipResponse | None:
