@@ -406,8 +406,14 @@ int pbx_rtp_channel_configure(pbx_engine_t *e, uint32_t id, const pbx_rtp_config
 void pbx__chan_update_decoding(engine_t *e, chan_t *ch)
 {
     (void)e;
-    int need = ch->kind == CH_PCM || (ch->br && !ch->br->relay) || ch->n_taps > 0 ||
-               (ch->br && ch->br->n_taps > 0) || ch->det_on;
+    int tapped = ch->n_taps > 0;
+    if (ch->br) {
+        /* a recorder on either member of a relay needs both directions decoded */
+        tapped |= ch->br->n_taps > 0;
+        for (int i = 0; i < ch->br->n && !tapped; i++)
+            tapped |= ch->br->m[i]->n_taps > 0;
+    }
+    int need = ch->kind == CH_PCM || (ch->br && !ch->br->relay) || tapped || ch->det_on;
     if (need && !ch->decoding) {
         pbx_jb_reset(ch->jb);
         pbx_dtmf_det_reset(ch->det);

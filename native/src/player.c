@@ -116,6 +116,10 @@ void pbx__player_end(engine_t *e, player_t *p, int reason)
     chan_t *ch = p->tch;
     bridge_t *br = p->tbr ? p->tbr : (ch ? ch->br : NULL);
     unlink_player(p);
+    if (p->tch && !p->tch->players)
+        p->tch->has_play = 0;
+    if (p->tbr && !p->tbr->players)
+        p->tbr->has_play = 0;
     pbx__post_simple(e, PBX_EV_PLAYER_DONE, p->id, reason, 0);
     pbx__table_del(&e->players, p->id);
     pbx__active_del((void **)e->apl, &e->n_apl, p->active_idx, offsetof(player_t, active_idx));
@@ -246,15 +250,8 @@ void pbx__players_reap(engine_t *e)
         if (i >= e->n_apl)
             continue;
         player_t *p = e->apl[i];
-        if (p->finished) {
-            chan_t *ch = p->tch;
-            bridge_t *br = p->tbr;
+        if (p->finished)
             pbx__player_end(e, p, PBX_PLAYER_FINISHED);
-            if (ch && !ch->players)
-                ch->has_play = 0;
-            if (br && !br->players)
-                br->has_play = 0;
-        }
     }
 }
 

@@ -140,6 +140,10 @@ def test_two_players_mix_and_report_when_done(engine, tmp_path):
         later = ph.received_pcm(since=t0 + 0.45)
         assert share(later, 1300) > 0.9  # the prompt ended, the music loops on
         music.stop()
+        ph.collect(0.05)  # what was already on its way
+        ph.received.clear()
+        ph.collect(0.2)
+        assert ph.audio_packets() == []  # nothing left playing: the channel goes quiet
         ev = [e for e in engine.poll_events() if isinstance(e, PlayerDone)]
         assert sorted(e.reason for e in ev) == ["finished", "stopped"]
         moh.close()

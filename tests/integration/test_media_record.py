@@ -196,3 +196,27 @@ def test_disk_full_stops_the_recording_not_the_call(engine, tiny_disk):
         rec.stop()  # harmless after the error
         assert not os.path.exists(path) or repair_wav(path).seconds <= ev.seconds + 0.01
         assert br.relaying
+
+
+def test_recording_one_leg_of_a_relayed_call(engine, tmp_path):
+    with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=8) as b:
+        ca, cb = engine.rtp_channel(), engine.rtp_channel()
+        ca.configure(remote=a.addr, payload_type=0)
+        cb.configure(remote=b.addr, payload_type=8)
+        a.send_to(("127.0.0.1", ca.local_port))
+        b.send_to(("127.0.0.1", cb.local_port))
+        br = engine.bridge([ca, cb])
+        a.play(tone_pcm(500, level_dbm0=-12))
+        b.play(tone_pcm(1300, level_dbm0=-12))
+        a.start()
+        b.start()
+        rec = engine.record(ca, tmp_path / "leg.wav", stereo=True)  # left: what A says, right: what A hears
+        assert br.relaying
+        time.sleep(1.2)
+        rec.stop()
+        wait_for(engine, RecorderStopped)
+        a.stop()
+        b.stop()
+        _, data = read_wav(tmp_path / "leg.wav")
+        body = data[4000:]
+        assert share(body[:, 0], 500) > 0.9 and share(body[:, 1], 1300) > 0.9
