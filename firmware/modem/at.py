@@ -409,6 +409,8 @@ class AtEngine:
             if inf is not None:
                 inf.lines.append(line)
             return
+        if line == ">":
+            return  # a prompt nobody asked for (a late one after ESC)
         if self._is_echo(line):
             self._events.append(EchoDetected(line, now))
             return

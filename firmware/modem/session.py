@@ -677,13 +677,14 @@ class ModemSession:
         prof = self.profile
         synced = False
         for _ in range(self.config.sync_attempts):
-            r = yield self._cmd("AT", timeout=1.0)
+            # ATV1: verbose result codes even if someone left the module in ATV0
+            r = yield self._cmd("ATV1", timeout=1.0)
             if r.result in ("OK", "ERROR"):
                 synced = True
                 break
             yield _Sleep(0.5)
         if not synced:
-            raise AtTimeout("AT", 1.0)
+            raise AtTimeout("ATV1", 1.0)
         self._check((yield self._cmd("ATE0")))
         yield from self._try("AT+CMEE=1")
         r = yield self._cmd(prof.identity_cmd, raw=True)
