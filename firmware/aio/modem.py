@@ -32,7 +32,7 @@ import serial
 from firmware.modem.at import AtEngine, Command
 from firmware.modem.errors import AtTimeout, ModemError, ModemNotReady, ModemUnavailable
 from firmware.modem.events import (AudioStart, AudioStop, CommandResult, Event, ModemFault, ModemReady,
-                                   OperationResult, ResetRequired, SmsReceived)
+                                   OperationResult, ResetRequired, SmsReceived, UssdResult)
 from firmware.modem.health import Health
 from firmware.modem.profiles import ModemProfile, get_profile
 from firmware.modem.session import DialResult, ModemSession, PinGuard, SessionConfig
@@ -262,6 +262,7 @@ class ModemLine:
 
     # ================================================================== requests
     async def answer(self, timeout: float = 30.0) -> None:
+        """Answer the ringing call; returns once it is connected (and its audio is on)."""
         await self._request(lambda s, now: s.answer(now), timeout)
 
     async def dial(self, number: str, timeout: float | None = None) -> DialResult:
@@ -270,9 +271,11 @@ class ModemLine:
         return await self._request(lambda s, now: s.dial(number, now), t)
 
     async def hangup(self, timeout: float = 30.0) -> None:
+        """End the call (or reject the ringing one); an analog line is back on hook after."""
         await self._request(lambda s, now: s.hangup(now), timeout)
 
     async def send_dtmf(self, digits: str, timeout: float = 30.0) -> None:
+        """Send DTMF with AT+VTS (GSM). Analog lines raise ModemBusy: use in-band DTMF."""
         await self._request(lambda s, now: s.send_dtmf(digits, now), timeout)
 
     async def send_sms(self, number: str, text: str, timeout: float | None = None) -> list[int]:
@@ -293,6 +296,8 @@ class ModemLine:
             self._process()
 
     def status(self) -> dict[str, Any]:
+        """Everything the web page shows about the line: model, imei, iccid, registered,
+        operator, signal, sim, health, faults (newest last), in_call, last_ussd, audio."""
         s = self.session.snapshot() if self.session else {
             "model": self.profile.key, "imei": self.imei, "iccid": None, "registered": False,
             "operator": None, "signal": None, "sim": None, "in_call": False, "ready": False}
@@ -380,7 +385,7 @@ class ModemLine:
             self.imei = ev.imei or self.imei
             if self._ready is not None:
                 self._ready.set()
-        if ev.__class__.__name__ == "UssdResult":
+        if isinstance(ev, UssdResult):
             self.last_ussd = s.last_ussd
         if isinstance(ev, ResetRequired):
             self._detach_reader()  # the answer to the reset command is read by _recover

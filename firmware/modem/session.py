@@ -275,6 +275,7 @@ class ModemSession:
 
     # ================================================================== I/O side
     def receive_data(self, data: bytes, now: float) -> None:
+        """Bytes read from the AT port."""
         self._now = now
         self.engine.receive_data(data, now)
         self._drain_engine()
@@ -329,6 +330,7 @@ class ModemSession:
         return self._spawn(self._proc_init(), "init")
 
     def answer(self, now: float) -> int:
+        """Answer the ringing call (ATA, or AT+VLS=1 + AT+VTR on an analog line)."""
         self._now = now
         if self.call_state != CallState.RINGING:
             return self._fail_now(ModemBusy(f"nothing to answer (call state {self.call_state})"))
@@ -353,6 +355,7 @@ class ModemSession:
         return op
 
     def hangup(self, now: float) -> int:
+        """End the call in any state (aborts a dial, rejects a ringing call)."""
         self._now = now
         if self.call_state in (CallState.IDLE, CallState.HANGING_UP):
             return self._spawn(self._proc_noop(), "hangup")
@@ -366,6 +369,7 @@ class ModemSession:
         return self._spawn(self._proc_hangup(prev), "hangup", urgent=True)
 
     def send_dtmf(self, digits: str, now: float) -> int:
+        """DTMF to the far end with AT+VTS, one digit per command."""
         self._now = now
         if any(d not in DTMF_CODES for d in digits) or not digits:
             return self._fail_now(ValueError(f"not DTMF digits: {digits!r}"))
@@ -390,6 +394,7 @@ class ModemSession:
         return self._spawn(self._proc_send_sms(number, parts), "sms")
 
     def ussd(self, code: str, now: float) -> int:
+        """Run a USSD code; the operation ends with the network's answer as text."""
         self._now = now
         if not self.profile.ussd:
             return self._fail_now(ModemError(f"{self.profile.name} has no USSD"))
@@ -422,6 +427,7 @@ class ModemSession:
         self._trip(reason, now)
 
     def snapshot(self) -> dict[str, Any]:
+        """The session's state for a status page (no faults: those live in `health`)."""
         registered = any(s in (1, 5) for s in (self.creg, self.cereg) if s is not None)
         return {
             "model": self.profile.key,
