@@ -376,7 +376,8 @@ class ModemLine:
             self._audio_stop()
             return
         if isinstance(ev, SmsReceived):
-            if self._deliver(ev):
+            # deleted from the SIM only once the owner returned from storing it
+            if self.on_event is not None and self._deliver(ev):
                 s.sms_stored(ev, self._now())
             else:
                 s.sms_rejected(ev, self._now())
