@@ -190,6 +190,7 @@ class _SmsGroup:
     first_seen: float = 0.0
 
 
+_LATE = 0.3  # s to wait for a data line some firmware sends after its OK (see at.Command.late)
 _EPS = 1e-6  # timers compare against the sums they were armed with; floats round
 _PHONE_RE = re.compile(r"^\+?[0-9*#]{1,32}$")
 _IMEI_RE = re.compile(r"(\d{14,17})")
@@ -693,7 +694,7 @@ class ModemSession:
             raise AtTimeout("ATV1", 1.0)
         self._check((yield self._cmd("ATE0")))
         yield from self._try("AT+CMEE=1")
-        r = yield self._cmd(prof.identity_cmd, raw=True)
+        r = yield self._cmd(prof.identity_cmd, raw=True, late=_LATE)
         self.identity = " ".join(x for x in r.lines if x)[:120] if r.ok else ""
         r = yield self._cmd(prof.imei_cmd, raw=True, late=0.5)
         if r.ok:
@@ -744,7 +745,7 @@ class ModemSession:
         prof = self.profile
         yield from self._sim_procedure()
         if prof.iccid_cmd:
-            r = yield self._cmd(prof.iccid_cmd, raw=True,
+            r = yield self._cmd(prof.iccid_cmd, raw=True, late=_LATE,
                                 prefix=(prof.iccid_prefix,) if prof.iccid_prefix else ())
             if r.ok:
                 m = _ICCID_RE.search(" ".join(r.lines))
@@ -764,12 +765,12 @@ class ModemSession:
         yield from self._proc_signal()
 
     def _read_registration(self) -> Generator:
-        r = yield self._cmd("AT+CREG?", prefix=("+CREG",))
+        r = yield self._cmd("AT+CREG?", prefix=("+CREG",), late=_LATE)
         if r.ok:
             for line in r.lines:
                 self._on_reg("CREG", line.partition(":")[2])
         if self.profile.lte:
-            r = yield self._cmd("AT+CEREG?", prefix=("+CEREG",))
+            r = yield self._cmd("AT+CEREG?", prefix=("+CEREG",), late=_LATE)
             if r.ok:
                 for line in r.lines:
                     self._on_reg("CEREG", line.partition(":")[2])
@@ -781,7 +782,7 @@ class ModemSession:
                 self.operator = op
 
     def _proc_signal(self) -> Generator:
-        r = yield self._cmd("AT+CSQ", prefix=("+CSQ",))
+        r = yield self._cmd("AT+CSQ", prefix=("+CSQ",), late=_LATE)
         if r.ok:
             payload = r.first("+CSQ:")
             f = _fields(payload or "")
@@ -804,7 +805,7 @@ class ModemSession:
         return self._CPIN.get(text.strip().strip('"').upper(), "error")
 
     def _sim_procedure(self) -> Generator:
-        r = yield self._cmd("AT+CPIN?", prefix=("+CPIN",))
+        r = yield self._cmd("AT+CPIN?", prefix=("+CPIN",), late=_LATE)
         if r.ok:
             state = self._parse_cpin(r.first("+CPIN:") or "")
         elif r.result == "+CME ERROR" and r.error and r.error.strip() in ("10", "SIM not inserted"):
@@ -859,7 +860,8 @@ class ModemSession:
         prof = self.profile
         if not prof.pin_tries_cmd:
             return
-        r = yield self._cmd(prof.pin_tries_cmd, prefix=(prof.pin_tries_prefix,) if prof.pin_tries_prefix else ())
+        r = yield self._cmd(prof.pin_tries_cmd, late=_LATE,
+                            prefix=(prof.pin_tries_prefix,) if prof.pin_tries_prefix else ())
         if not r.ok or not r.lines:
             return
         f = _fields(r.lines[0].partition(":")[2])
@@ -1312,7 +1314,7 @@ class ModemSession:
             for text in spec.disable:
                 yield from self._try(text)
             if spec.check and spec.check_idle and self.profile.kind == "gsm":
-                r = yield self._cmd(spec.check, prefix=(spec.check.split("?")[0][2:],), raw=True)
+                r = yield self._cmd(spec.check, prefix=(spec.check.split("?")[0][2:],), raw=True, late=_LATE)
                 if not r.ok or not any(spec.check_idle in line for line in r.lines):
                     got = "; ".join(r.lines) or r.result
                     self._fault("audio_not_rearmed", f"{spec.check} answered {got!r}, "
