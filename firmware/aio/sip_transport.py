@@ -109,6 +109,8 @@ class SipEndpoint:
         """Seconds a TCP connection may sit on an incomplete message (RFC 4475 clerr)."""
         self.max_connections = max_connections
         """TCP connections accepted at most (more are closed at once)."""
+        self.udp_receive_buffer = 4 * 1024 * 1024
+        """Bytes of kernel receive buffer asked for the UDP socket (bursts of calls)."""
         self.advertised_host = "127.0.0.1"
         """Host written in our Via headers and suggested for Contact."""
         self.stats = {"filtered": 0, "tcp_accepted": 0, "tcp_refused": 0, "callback_errors": 0,
@@ -134,15 +136,17 @@ class SipEndpoint:
                      layer: TransactionLayer | None = None, max_size: int = MAX_MESSAGE_SIZE,
                      tcp_idle_timeout: float = 600.0, tcp_partial_timeout: float = 32.0,
                      max_connections: int = 1024,
-                     accept_request: Callable[[SipRequest, Addr], bool] | None = None) -> SipEndpoint:
+                     accept_request: Callable[[SipRequest, Addr], bool] | None = None,
+                     udp_receive_buffer: int = 4 * 1024 * 1024) -> SipEndpoint:
         """Bind UDP and TCP on ``bind`` (port 0: one free port shared by both).
 
         ``accept_request(request, source)`` is the layer's post-parse filter (see
         :attr:`TransactionLayer.accept_request`): scanner user agents are dropped there.
         """
-        layer = layer or TransactionLayer(timers=timers, max_size=max_size, accept_request=accept_request)
+        layer = layer if layer is not None else TransactionLayer(timers=timers, max_size=max_size, accept_request=accept_request)
         self = cls(layer, on_event, accept_source, max_size=max_size, tcp_idle_timeout=tcp_idle_timeout,
                    tcp_partial_timeout=tcp_partial_timeout, max_connections=max_connections)
+        self.udp_receive_buffer = udp_receive_buffer
         host, port = bind
         for attempt in range(20):
             try:
@@ -164,6 +168,7 @@ class SipEndpoint:
                 lambda: _Udp(self), local_addr=(host, port), reuse_port=False)
             self._udp = proto
             port = transport.get_extra_info("sockname")[1]
+            _grow_receive_buffer(transport.get_extra_info("socket"), self.udp_receive_buffer)
         if "tcp" in transports:
             self._server = await self._loop.create_server(lambda: _Tcp(self, None), host, port,
                                                           reuse_address=True)
@@ -437,6 +442,22 @@ class SipEndpoint:
                 idle = now - conn.last_activity
                 if idle > self.tcp_idle_timeout or (conn.parser.buffered and idle > self.tcp_partial_timeout):
                     conn.close()
+
+
+def _grow_receive_buffer(sock: Any, size: int) -> None:
+    """A call burst must queue in the kernel, not be dropped while Python is busy: ask for a
+    large receive buffer (beyond net.core.rmem_max when we may)."""
+    if sock is None or size <= 0:
+        return
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    for opt in (force, socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            return
+        except OSError:
+            continue
 
 
 def _guess_host(bind_host: str) -> str:

@@ -371,15 +371,19 @@ class TransactionLayer:
 
     # --- internals --------------------------------------------------------------------
     def _stamp_via(self, req: SipRequest, source: Addr) -> None:
-        via = req.top_via
-        params: dict[str, str | None] = {}
+        vias = req.vias
+        via = vias[0]
+        params = dict(via.params)
         if via.has_rport or self.force_rport:
             params["rport"] = str(source.port)
             params["received"] = source.host
         elif via.host != source.host:
             params["received"] = source.host
-        if params:
-            req.set_top_via(via.with_params(**params))
+        else:
+            return
+        stamped = Via(via.transport, via.host, via.port, params, via.protocol)
+        req.headers.replace_first_value("via", str(stamped))
+        req.headers._cache["via"] = [stamped, *vias[1:]]
 
     def _response_dest(self, req: SipRequest, source: Addr) -> Addr:
         if source.reliable or self.force_rport:

@@ -6,14 +6,19 @@ so two spellings of one URI compare equal. Parameter names are lower-cased.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Union
 from urllib.parse import unquote
 
 from . import _abnf
 from .errors import SipParseError
 
-Params = dict[str, Union[str, None]]
+Params = Mapping[str, Union[str, None]]
+
+
+_EMPTY: Mapping[str, str | None] = MappingProxyType({})
 
 
 def _fast_new(cls: type, fields: dict[str, object]) -> object:
@@ -64,14 +69,14 @@ def _bad(what: str) -> SipParseError:
     return SipParseError(400, what)
 
 
-def parse_params(text: str, pos: int, what: str) -> tuple[Params, int]:
+def parse_params(text: str, pos: int, what: str) -> tuple[dict[str, str | None], int]:
     """Parse ``*( SEMI generic-param )`` from ``text[pos:]``; return the params and the end.
 
     Whitespace is allowed around ``;`` and ``=``. Names are lower-cased; values are kept as
     written (a quoted-string keeps its quotes). Parsing stops at a character that cannot
     start a parameter (a comma, for instance).
     """
-    params: Params = {}
+    params: dict[str, str | None] = {}
     n = len(text)
     while True:
         while pos < n and text[pos] in " \t":
@@ -264,13 +269,32 @@ _SIMPLE_SIP_URI = re.compile(
     r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?([A-Za-z0-9][A-Za-z0-9.\-]*)(?::(\d{1,4}))?")
 
 
+_CACHE_LIMIT = 4096
+_uri_cache: dict[str, Uri] = {}
+_address_cache: dict[str, tuple[Address, ...]] = {}
+
+
 def parse_uri(text: str) -> Uri:
-    """Parse any absolute URI: ``sip``/``sips`` fully, other schemes as opaque text."""
+    """Parse any absolute URI: ``sip``/``sips`` fully, other schemes as opaque text.
+
+    Results are shared between callers (phones send the same URIs again and again): treat
+    parsed URIs as immutable (their ``params`` are read-only mappings).
+    """
+    uri = _uri_cache.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_uri_cache) >= _CACHE_LIMIT:
+            _uri_cache.clear()
+        _uri_cache[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     m = _SIMPLE_SIP_URI.fullmatch(text)
     if m is not None:
         scheme, user, host, port = m.groups()
         return _fast_new(SipUri, {  # type: ignore[return-value]
-            "host": host, "user": user, "port": None if port is None else int(port), "params": {},
+            "host": host, "user": user, "port": None if port is None else int(port), "params": _EMPTY,
             "headers": (), "scheme": scheme, "password": None, "_text": text})
     m = _abnf.SIP_URI.fullmatch(text)
     if m is None:
@@ -299,7 +323,7 @@ def parse_uri(text: str) -> Uri:
         port = int(port_text)
         if port > 65535:
             raise _bad("Invalid URI")
-    params: Params = {}
+    params: dict[str, str | None] = {}
     ptext = m.group("params")
     if ptext:
         for item in ptext[1:].split(";"):
@@ -318,7 +342,7 @@ def parse_uri(text: str) -> Uri:
             pairs.append((unescape(name), unescape(value)))
         headers = tuple(pairs)
     return _fast_new(SipUri, {  # type: ignore[return-value]
-        "host": host, "user": user, "port": port, "params": params, "headers": headers,
+        "host": host, "user": user, "port": port, "params": MappingProxyType(params), "headers": headers,
         "scheme": m.group("scheme").lower(), "password": password, "_text": text})
 
 
@@ -335,10 +359,17 @@ class Address:
 
     @classmethod
     def parse(cls, text: str, what: str = "address") -> Address:
-        """Parse one address occupying all of ``text``; ``what`` names it in errors."""
+        """Parse one address occupying all of ``text``; ``what`` names it in errors.
+
+        Results are shared between callers: treat them as immutable.
+        """
+        cached = _address_cache.get(text)
+        if cached is not None and len(cached) == 1:
+            return cached[0]
         addr, pos = _parse_address(text, 0, what)
         if pos != len(text):
             raise _bad(f"Invalid {what} header")
+        _remember(text, (addr,))
         return addr
 
     @property
@@ -407,7 +438,7 @@ def _parse_address(text: str, pos: int, what: str) -> tuple[Address, int]:
         pos = end
     params, pos = parse_params(text, pos, what)
     return _fast_new(Address, {"uri": uri, "display_name": display,  # type: ignore[return-value]
-                               "params": params}), pos
+                               "params": MappingProxyType(params) if params else _EMPTY}), pos
 
 
 def _uri_or_error(raw: str, what: str) -> Uri:
@@ -417,8 +448,17 @@ def _uri_or_error(raw: str, what: str) -> Uri:
         raise _bad(f"Invalid {what} header") from None
 
 
+def _remember(text: str, addresses: tuple[Address, ...]) -> None:
+    if len(_address_cache) >= _CACHE_LIMIT:
+        _address_cache.clear()
+    _address_cache[text] = addresses
+
+
 def parse_address_list(text: str, what: str) -> list[Address]:
     """Parse a comma-separated list of addresses (Contact, Route, Record-Route)."""
+    cached = _address_cache.get(text)
+    if cached is not None:
+        return list(cached)
     out = []
     pos = 0
     n = len(text)
@@ -426,6 +466,7 @@ def parse_address_list(text: str, what: str) -> list[Address]:
         addr, pos = _parse_address(text, pos, what)
         out.append(addr)
         if pos >= n:
+            _remember(text, tuple(out))
             return out
         if text[pos] != ",":
             raise _bad(f"Invalid {what} header")

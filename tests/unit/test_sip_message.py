@@ -714,3 +714,20 @@ def test_parameter_without_a_value_after_equals_and_plain_check_request():
     with pytest.raises(SipParseError, match="Invalid Contact header"):
         Address.parse("<sip:a@b>;expires=", "Contact")
     assert check_request(parse_message(OPTIONS)) is None
+
+
+def test_parsed_uris_and_addresses_are_shared_and_read_only():
+    from firmware.sip import uri as umod
+    a, b = parse_uri("sip:201@box;transport=tcp"), parse_uri("sip:201@box;transport=tcp")
+    assert a is b
+    with pytest.raises(TypeError):
+        a.params["transport"] = "udp"
+    x, y = Address.parse("<sip:201@box>;tag=1"), Address.parse("<sip:201@box>;tag=1")
+    assert x is y and x.with_tag("2").tag == "2" and x.tag == "1"
+    with pytest.raises(TypeError):
+        x.params["tag"] = "3"
+    for i in range(umod._CACHE_LIMIT + 10):
+        parse_uri(f"sip:u{i}@h")
+        Address.parse(f"<sip:u{i}@h>")
+    assert len(umod._uri_cache) <= umod._CACHE_LIMIT and len(umod._address_cache) <= umod._CACHE_LIMIT
+    assert parse_uri("sip:201@box;transport=tcp") == a
