@@ -202,6 +202,7 @@ class ModemLine:
         self._ready: asyncio.Event | None = None
         self._stopping = False
         self._reading = False
+        self._lost = False
         self.last_ussd: dict | None = None
         self._guard_saved = self.pin_guard.as_dict()
 
@@ -426,6 +427,7 @@ class ModemLine:
         ser = serial.serial_for_url(path, self.baudrate, timeout=0, write_timeout=2, exclusive=True)
         ser.reset_input_buffer()
         self._ser = ser
+        self._lost = False
         try:
             self._fd = ser.fileno()
         except (AttributeError, NotImplementedError, serial.SerialException, OSError):
@@ -484,7 +486,7 @@ class ModemLine:
 
     def _write(self, data: bytes) -> None:
         ser = self._ser
-        if ser is None:
+        if ser is None or self._lost:
             return
         try:
             ser.write(data)
@@ -506,8 +508,9 @@ class ModemLine:
         self._fd = None
 
     def _port_lost(self, reason: str) -> None:
-        if self._ser is None:
+        if self._ser is None or self._lost:
             return
+        self._lost = True
         s = self.session
         self._detach_reader()
         if s is not None:
