@@ -430,7 +430,7 @@ class ModemLine:
         self._lost = False
         try:
             self._fd = ser.fileno()
-        except (AttributeError, NotImplementedError, serial.SerialException, OSError):
+        except (AttributeError, serial.SerialException, OSError):  # no descriptor: reader thread
             self._fd = None
         self.device = path
         self._attach_reader()
