@@ -450,8 +450,9 @@ class ModemLine:
                 while self._reading and self._ser is ser:
                     try:
                         data = ser.read(ser.in_waiting or 1)
-                    except (serial.SerialException, OSError, TypeError):
-                        loop.call_soon_threadsafe(self._port_lost, "read failed")
+                    except Exception as e:  # noqa: BLE001 - pyserial URL handlers raise anything once closed
+                        if self._reading and self._ser is ser:
+                            loop.call_soon_threadsafe(self._port_lost, f"read: {e}")
                         return
                     if data:
                         loop.call_soon_threadsafe(self._feed, data)
@@ -466,6 +467,9 @@ class ModemLine:
         self._reading = False
         if self._fd is not None and self._loop is not None:
             self._loop.remove_reader(self._fd)
+        t, self._reader_thread = self._reader_thread, None
+        if t is not None and t is not threading.current_thread():
+            t.join(1.0)  # its read times out within 0.1 s
 
     def _on_readable(self) -> None:
         ser = self._ser

@@ -245,13 +245,23 @@ async def test_correct_pin_is_entered_once_per_power_up(sim, tmp_path) -> None:
         await line.stop()
 
 
-async def test_pyserial_url_through_a_tcp_serial_server(sim, tmp_path) -> None:
-    """A modem behind a ser2net-style TCP port: device = "socket://127.0.0.1:PORT"."""
+@pytest.mark.parametrize("reader", ["add_reader", "thread"])
+async def test_pyserial_url_through_a_tcp_serial_server(sim, tmp_path, monkeypatch, reader) -> None:
+    """A modem behind a ser2net-style TCP port: device = "socket://127.0.0.1:PORT"; also
+    through the reader thread used for URL handlers that have no file descriptor."""
+    import io
     import tty
+
+    import serial.urlhandler.protocol_socket as psock
 
     from tests.conftest import free_port
 
-    h = sim.add_modem("tcpx", model="sim800", **FAST)
+    if reader == "thread":
+        def no_fileno(self):
+            raise io.UnsupportedOperation("fileno")
+        monkeypatch.setattr(psock.Serial, "fileno", no_fileno)
+
+    h = sim.add_modem(f"tcp{reader}", model="sim800", **FAST)
     fd = os.open(h.at_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     tty.setraw(fd)
     loop = asyncio.get_running_loop()
@@ -274,13 +284,14 @@ async def test_pyserial_url_through_a_tcp_serial_server(sim, tmp_path) -> None:
     port = free_port()
     server = await asyncio.start_server(client, "127.0.0.1", port)
     rec = Recorder()
-    line = ModemLine("tcpx", "sim800", device=f"socket://127.0.0.1:{port}", on_event=rec,
+    line = ModemLine(f"tcp{reader}", "sim800", device=f"socket://127.0.0.1:{port}", on_event=rec,
                      config=SessionConfig(command_timeout=2.0))
     try:
         assert await line.start(wait=20), line.status()["faults"]
         assert line.status()["imei"] == "867698041234567"
         h.incoming_call(number="+48600100200")
         assert (await rec.wait(IncomingCall)).number == "+48600100200"
+        assert (line._fd is None) == (reader == "thread")
     finally:
         await line.stop()
         server.close()
