@@ -151,3 +151,21 @@ async def test_garbage_echo_and_lost_network(sim, tmp_path) -> None:
         assert line.ready and not rec.of(ResetRequired)
     finally:
         await line.stop()
+
+
+async def test_audio_path_not_rearmed_resets_between_calls(sim, tmp_path) -> None:
+    h = sim.add_modem("gsm6", model="sim7600", imei="867698047777777", audio_stuck=True, **FAST)
+    line, rec = make_line(sim, tmp_path, "gsm6", model="sim7600", imei="867698047777777")
+    try:
+        assert await line.start(wait=20)
+        assert (await line.dial("+48500111222")).answered
+        await line.hangup()
+        fault = await rec.wait(ModemFault, kind="audio_not_rearmed", timeout=10)
+        assert "+CPCMREG: 1" in fault.detail
+        await rec.wait(ResetRequired, timeout=10)
+        await wait_until(lambda: line.ready and "usb2" in (line.device or ""), 60)
+        assert (await line.dial("+48500111222")).answered  # a fresh module, audio works again
+        assert line.audio is not None
+        await line.hangup()
+    finally:
+        await line.stop()
