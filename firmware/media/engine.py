@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Sequence
 
 from firmware._pbxcore import ffi, lib
@@ -28,6 +28,7 @@ from firmware._pbxcore import ffi, lib
 from .errors import InvalidArgument, InvalidState, MediaError, error_for
 from .events import (ChannelError, DleEvent, DtmfReceived, MediaEvent, PlayerDone, RecorderError,
                      RecorderStopped, RtpResumed, RtpSourceLatched, RtpTimeout)
+from .jitter import JbStats
 from .tones import ToneSpec, tone_spec
 from .wav import read_wav_pcm
 
@@ -84,9 +85,9 @@ class ChannelStats:
     local_port: int
     #: Where the channel sends now (None before the remote is known).
     remote: tuple[str, int] | None
-    #: Jitter buffer statistics (received, lost, late_discarded, duplicated, concealed_samples,
-    #: current_delay_ms, target_delay_ms, jitter_ms, ...).
-    jitter: dict[str, float]
+    #: The channel's jitter buffer (meaningful while it decodes): received, lost,
+    #: late_discarded, duplicated, concealed_samples, current/target delay, jitter_ms, ...
+    jitter: JbStats
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,9 @@ class Channel(_Handle):
         self._call(lib.pbx_channel_get_stats, self.id, st, what="stats")
         jb = ffi.new("pbx_jb_stats_t *")
         self._call(lib.pbx_channel_get_jb_stats, self.id, jb, what="stats")
-        jitter = {name: getattr(jb, name) for name, _ in ffi.typeof("pbx_jb_stats_t").fields}
+        values = {f.name: getattr(jb, f.name) for f in fields(JbStats)}
+        values["playing"] = bool(values["playing"])
+        jitter = JbStats(**values)
         remote = None
         if st.remote_port:
             remote = (ffi.string(st.remote_addr).decode(), st.remote_port)

@@ -146,8 +146,8 @@ def test_loss_and_reordering_are_concealed_by_the_jitter_buffer(engine):
         assert lv.min() > 0.3 * np.median(lv)   # no silent holes where packets were lost
         assert spectrum_share(heard, 800) > 0.9
         jb = chans[0].stats().jitter
-        assert jb["lost"] >= 8 and jb["concealed_samples"] > 0
-        assert jb["reordered"] >= 5
+        assert jb.lost >= 8 and jb.concealed_samples > 0
+        assert jb.reordered >= 5
     finally:
         for p in phones:
             p.close()

@@ -118,7 +118,7 @@ def test_gsm_audio_port_bridged_to_a_phone(engine, fmt, ppm):
             assert share(dev_heard[4000:], 600) > 0.8
             st = pc.stats()
             assert st.packets_in > 60 and st.decoding
-            assert st.jitter["received"] > 60
+            assert st.jitter.received > 60
     finally:
         dev.close()
 
@@ -167,7 +167,7 @@ def test_fxo_voice_modem_with_dle_shielding(engine):
         assert bytes(ulaw) in bytes(audio)  # the prompt arrived bit-exact, DLEs included
         # and what the modem sent came through the jitter buffer into the engine
         st = pc.stats()
-        assert st.jitter["received"] >= 45
+        assert st.jitter.received >= 45
         assert pc.stats().dle_events == 2
     finally:
         dev.close()
