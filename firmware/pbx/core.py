@@ -15,7 +15,8 @@ from typing import Any
 
 from firmware.api import ControlError
 from firmware.aio.sysinfo import system_status
-from firmware.media.prompts import PromptCache, PromptError, beep_pcm
+from firmware.media import MediaError
+from firmware.media.prompts import PromptCache, PromptError
 from firmware.pbx.calls import SIP_TO_Q850, Call, Leg, SipLeg
 from firmware.pbx.live import LiveAgent, LiveCall, LiveState
 from firmware.pbx.numbers import allowed, classify, plan_for
@@ -81,6 +82,7 @@ class Pbx:
         self._music: Any = None
         self._beep: Any = None
         self._stopping = False
+        self._reg_trusted: set[str] = set()
         self.sip_bind: tuple[str, int] = ("0.0.0.0", 5060)
 
     # ------------------------------------------------------------------ life cycle
@@ -90,6 +92,7 @@ class Pbx:
 
         self.sip_bind = sip_bind
         self.registrar.load(self.clock())
+        self._sync_trusted()
         host = sip_bind[0]
         # No automatic 100 Trying: an unauthenticated INVITE is answered with 401 at once,
         # because cheap phones (pyVoIP among them) take a 100 before the 401 as success and
@@ -253,7 +256,8 @@ class Pbx:
         res = self.registrar.register(aor, contacts, wildcard=req.contact_is_star, header_expires=req.expires,
                                       call_id=req.call_id, cseq=req.cseq.seq, transport=ev.source.transport,
                                       source_ip=ev.source.host, source_port=ev.source.port,
-                                      user_agent=req.user_agent or "", now=self.clock())
+                                      user_agent=req.user_agent or "", now=self.clock(),
+                                      nat=behind_nat(req, ev.source))
         if res.status == 423:
             self._respond(ev, 423, headers=[("Min-Expires", str(res.min_expires))])
             return
@@ -263,19 +267,30 @@ class Pbx:
         now = self.clock()
         self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
                                         for b in res.bindings] + [("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+        self._sync_trusted()
         if was != self.registrar.is_registered(aor, now):
             self._refresh_agents()
 
     def _tick(self) -> None:
         gone = self.registrar.expire(self.clock())
         if gone:
+            self._sync_trusted()
             self._refresh_agents()
+
+    def _sync_trusted(self) -> None:
+        """Registered phones' addresses get the trusted rate limit (see SecurityPolicy)."""
+        now_ips = {b.source_ip for b in self.registrar.all(self.clock())}
+        for ip in now_ips - self._reg_trusted:
+            self.security.trust(ip)
+        for ip in self._reg_trusted - now_ips:
+            self.security.untrust(ip)
+        self._reg_trusted = now_ips
 
     def _keepalive(self) -> None:
         """Keep NAT bindings of phones open, and check they are reachable (qualify)."""
         now = self.clock()
         for b in self.registrar.all(now):
-            dest = Addr(b.transport, b.source_ip, b.source_port)
+            dest = Addr(*b.target)
             if b.nat:
                 self.endpoint.send_keepalive(dest)
             self._qualify(b, dest)
@@ -314,7 +329,12 @@ class Pbx:
             return
         self._respond(ev, 100)
         dialed = req.uri.user if isinstance(req.uri, SipUri) and req.uri.user else ""
-        leg = SipLeg(self, role="caller", number=user, name=ext.name, extension=user, peer=ev.source)
+        try:
+            leg = SipLeg(self, role="caller", number=user, name=ext.name, extension=user, peer=ev.source)
+        except MediaError as e:
+            log.error("no media for a new call: %s", e)
+            self._respond(ev, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            return
         leg.user_agent = req.user_agent or ""
         session = ServerInvite(self.ua, ev, leg)
         leg.session = session
@@ -404,7 +424,13 @@ class Pbx:
             self._reject(caller, 480, "Temporarily Unavailable")
             call.status = "no_answer"
             return "offline"
-        legs = [self._invite_binding(call, ext, b) for b in bindings]
+        try:
+            legs = [self._invite_binding(call, ext, b) for b in bindings]
+        except MediaError as e:
+            log.error("no media to ring %s: %s", ext.number, e)
+            self._reject(caller, 503, "Service Unavailable")
+            call.status = "failed"
+            return "failed"
         outcome = await self._wait_first_answer(call, legs, timeout or float(ext.no_answer_timeout))
         if outcome == "answered":
             return outcome
@@ -422,7 +448,7 @@ class Pbx:
 
     def _invite_binding(self, call: Call, ext: Any, b: Any, role: str = "callee") -> SipLeg:
         assert self.ua is not None
-        dest = Addr(b.transport, b.source_ip, b.source_port)
+        dest = Addr(*b.target)
         leg = SipLeg(self, role=role, number=ext.number, name=ext.name, extension=ext.number, peer=dest)
         call.add_leg(leg)
         caller = call.caller
@@ -496,6 +522,9 @@ class Pbx:
 
     # ------------------------------------------------------------------ legs and calls
     def _track(self, leg: Leg) -> None:
+        peer = getattr(leg, "peer", None)
+        if peer is not None:
+            self.security.trust(peer.host)
         if leg.extension:
             self.ext_legs.setdefault(leg.extension, set()).add(leg)
             self._ext_state_changed(leg.extension)
@@ -503,6 +532,9 @@ class Pbx:
             self.channel_legs[leg.channel.id] = leg
 
     def leg_ended(self, leg: Leg) -> None:
+        peer = getattr(leg, "peer", None)
+        if peer is not None:
+            self.security.untrust(peer.host)
         if leg.extension and leg in self.ext_legs.get(leg.extension, ()):
             self.ext_legs[leg.extension].discard(leg)
             self._ext_state_changed(leg.extension)
@@ -692,6 +724,34 @@ class Pbx:
         except PromptError as e:
             raise ControlError(str(e)) from None
         return Path(path).read_bytes()
+
+
+def behind_nat(req: SipRequest, source: Addr) -> bool:
+    """Whether a phone sits behind NAT (then we answer and call it at its source address):
+    its Via names another address than the one the request came from, or its Contact holds a
+    private address that is not the source (the tests of common SIP proxies' NAT helpers)."""
+    import ipaddress
+
+    via = req.top_via
+    host, _, port = via.sent_by.rpartition(":") if via.sent_by.count(":") == 1 or via.sent_by.endswith("]") \
+        else (via.sent_by, "", "")
+    host = host.strip("[]") or via.sent_by
+    try:
+        vport = int(port) if port else 5060
+    except ValueError:
+        vport = 5060
+    if host != source.host or vport != source.port:
+        return True
+    for a in req.contacts:
+        uri = a.uri
+        if isinstance(uri, SipUri):
+            try:
+                ip = ipaddress.ip_address(uri.host.strip("[]"))
+            except ValueError:
+                continue
+            if ip.is_private and not ip.is_loopback and str(ip) != source.host:
+                return True
+    return False
 
 
 def _int_or_none(v: str | None) -> int | None:

@@ -40,6 +40,15 @@ class Binding:
     def key(self) -> str:
         return self.instance or self.contact
 
+    @property
+    def target(self) -> tuple[str, str, int]:
+        """(transport, host, port) where requests for this phone go: the address it registered
+        from when it is behind NAT (or on TCP: the same connection), else its Contact."""
+        if self.nat or self.transport != "udp":
+            return self.transport, self.source_ip, self.source_port
+        host, port = _contact_hostport(self.contact)
+        return self.transport, host, port
+
 
 class BindingStore(Protocol):
     def load_registrations(self) -> Iterable[dict]: ...
@@ -93,7 +102,8 @@ class Registrar:
 
     def register(self, aor: str, contacts: list[ContactRequest], *, wildcard: bool, header_expires: int | None,
                  call_id: str, cseq: int, transport: str, source_ip: str, source_port: int,
-                 user_agent: str, now: float) -> RegisterResult:
+                 user_agent: str, now: float, nat: bool | None = None) -> RegisterResult:
+        """`nat`: the SIP layer's NAT finding (None: the Contact differs from the source)."""
         current = self._by_aor.setdefault(aor, {})
         if wildcard:
             # RFC 3261 10.3 step 6: "*" only with Expires: 0 and no other contact
@@ -128,9 +138,9 @@ class Registrar:
                     removed.append(old)
                 continue
             host, port = _contact_hostport(c.uri)
-            nat = (host, port) != (source_ip, source_port)
+            behind_nat = (host, port) != (source_ip, source_port) if nat is None else nat
             b = Binding(aor, c.uri, transport, source_ip, source_port, now + exp, call_id, cseq, user_agent,
-                        c.instance, c.q, nat, old.reachable if old else None, old.rtt_ms if old else None,
+                        c.instance, c.q, behind_nat, old.reachable if old else None, old.rtt_ms if old else None,
                         old.registered_at if old else now)
             current[key] = b
             added.append(b)

@@ -43,9 +43,11 @@ class SecurityPolicy:
     - An IP that fails authentication more than `max_failures` times within `window_s`
       seconds is banned for `ban_s` seconds (persisted).
     - Requests whose User-Agent looks like a known SIP scanner are dropped silently.
-    - Each source may send at most `rate_per_s` requests per second on average (bursts up
+    - Each source may send at most `rate_per_s` messages per second on average (bursts up
       to `burst`); excess is dropped before parsing, so a flood from one IP cannot starve
-      registered phones.
+      registered phones. Addresses the box has a relationship with (registered phones,
+      trunks, peers of calls in progress: `trust()`) get `trusted_rate_per_s` instead, since
+      one office NAT or one provider carries many calls.
     - `exempt` networks are never banned or rate limited (empty by default: loopback is
       treated like any other address).
     """
@@ -57,12 +59,15 @@ class SecurityPolicy:
     burst: float = 200.0
     exempt: tuple[str, ...] = ()
     scanner_agents: tuple[str, ...] = DEFAULT_SCANNER_AGENTS
+    trusted_rate_per_s: float = 2000.0
+    trusted_burst: float = 4000.0
     store: BanStore | None = None
     wall: callable = time.time  # type: ignore[valid-type]
     _failures: dict[str, deque] = field(default_factory=dict)
     _bans: dict[str, Ban] = field(default_factory=dict)
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _nets: list = field(default_factory=list)
+    _trusted: dict[str, int] = field(default_factory=dict)
     dropped_rate: int = 0
     dropped_scanner: int = 0
     dropped_banned: int = 0
@@ -92,8 +97,11 @@ class SecurityPolicy:
         if self.is_banned(ip):
             self.dropped_banned += 1
             return False
-        tokens, last = self._buckets.get(ip, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate_per_s)
+        trusted = ip in self._trusted
+        burst = self.trusted_burst if trusted else self.burst
+        rate = self.trusted_rate_per_s if trusted else self.rate_per_s
+        tokens, last = self._buckets.get(ip, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
         if tokens < 1.0:
             self._buckets[ip] = (tokens, now)
             self.dropped_rate += 1
@@ -103,6 +111,17 @@ class SecurityPolicy:
             for k in [k for k, (t, l) in self._buckets.items() if now - l > 10][:5000]:
                 del self._buckets[k]
         return True
+
+    def trust(self, ip: str) -> None:
+        """The box talks to `ip` on purpose (a registration, a trunk, a call): count it."""
+        self._trusted[ip] = self._trusted.get(ip, 0) + 1
+
+    def untrust(self, ip: str) -> None:
+        n = self._trusted.get(ip, 0) - 1
+        if n > 0:
+            self._trusted[ip] = n
+        else:
+            self._trusted.pop(ip, None)
 
     def is_scanner(self, user_agent: str | None) -> bool:
         if not user_agent:

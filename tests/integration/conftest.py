@@ -41,9 +41,9 @@ def free_block(n: int = 200) -> int:
     for _ in range(50):
         base = free_port(socket.SOCK_DGRAM) & ~1
         if base + n > 65000:
-            continue
+            base = 20000 + (base % 20000) & ~1
         ok = True
-        for p in (base, base + n // 2, base + n - 1):
+        for p in range(base, base + n, max(1, n // 20)):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 try:
                     s.bind(("127.0.0.1", p))
@@ -88,8 +88,8 @@ def office(tmp_path, request):
     extra_toml = getattr(request, "param", "")
     prov = tmp_path / "office.toml"
     prov.write_text(BASE_PROVISION + extra_toml)
-    rtp = free_block(400)
-    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + 399}", provision=prov)
+    rtp = free_block(1000)
+    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + 999}", provision=prov)
     try:
         yield Office(tmp_path, box)
     finally:

@@ -82,3 +82,11 @@ def test_flood_from_one_source_is_limited_while_others_pass():
     assert p.accept_source("10.1.1.1", now=1.0)
     # after a quiet second the flooder gets tokens again
     assert p.accept_source("10.9.9.9", now=3.0)
+
+
+def test_trusted_sources_get_a_higher_rate():
+    p = SecurityPolicy(rate_per_s=10, burst=20, trusted_rate_per_s=1000, trusted_burst=2000)
+    p.trust("10.2.2.2")
+    assert sum(p.accept_source("10.2.2.2", now=0.0001 * i) for i in range(1000)) == 1000
+    p.untrust("10.2.2.2")
+    assert sum(p.accept_source("10.3.3.3", now=0.0001 * i) for i in range(1000)) <= 21
