@@ -9,6 +9,7 @@ from firmware._pbxcore import ffi, lib
 
 from .engine import (DIRECTIONS, MEMBER_MODES, SAMPLE_FORMATS, Bridge, Channel, ChannelStats, Engine,
                      EngineStats, PcmChannel, Player, Recorder, RtpChannel, Sound)
+from .dtmf import DetectedDigit, DtmfDetector
 from .errors import MediaError
 from .events import (ChannelError, DleEvent, DtmfReceived, MediaEvent, PlayerDone, RecorderError,
                      RecorderStopped, RtpResumed, RtpSourceLatched, RtpTimeout)
@@ -20,7 +21,7 @@ __all__ = [
     "Recorder", "ChannelStats", "EngineStats", "DIRECTIONS", "MEMBER_MODES", "SAMPLE_FORMATS",
     "MediaError", "MediaEvent", "DtmfReceived", "RtpTimeout", "RtpResumed", "RtpSourceLatched",
     "PlayerDone", "RecorderError", "RecorderStopped", "DleEvent", "ChannelError", "ToneSpec", "TONES",
-    "tone_spec", "RepairResult", "repair_wav", "read_wav_pcm",
+    "tone_spec", "RepairResult", "repair_wav", "read_wav_pcm", "DtmfDetector", "DetectedDigit",
 ]
 
 

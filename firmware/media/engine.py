@@ -113,7 +113,9 @@ class _Core:
         out = ffi.new("pbx_engine_t **")
         _check(lib.pbx_engine_create(params, out), "engine")
         self.ptr = out[0]
-        self.lock = threading.Lock()
+        # Reentrant: a garbage-collector finalizer may release a handle on a thread that is
+        # already inside a call.
+        self.lock = threading.RLock()
         self.closed = False
         self.recorder_paths: dict[int, str] = {}
         self.fd = lib.pbx_engine_fd(self.ptr)
