@@ -36,9 +36,10 @@
 #define JB_WARMUP 40            /* packets before the delay may go below the initial one */
 #define JB_LATE_MAX 0.04        /* never plan for more than 4 % late packets */
 #define JB_LATE_COST 1000.0     /* samples of delay worth 100 % late, times (1 + tail spread / 40) */
-#ifndef JB_LATE_WEIGHT
-#define JB_LATE_WEIGHT 1.0
-#endif
+#define JB_TRUST_SLOPE 3e-3     /* projected earlier arrivals are trusted fully from 3000 ppm... */
+#define JB_TRUST_MIN 0.2        /* ...and a fifth at the least */
+#define JB_PROBATION 16000      /* an underrun within 2 s of lowering the delay raises it again */
+#define JB_LATE_SHARE_MIN 0.25  /* a late packet costs at least this share of its audio */
 #define JB_HYSTERESIS 0.004     /* extra late share charged to lowering the delay... */
 #define JB_HYST_MAX 40.0        /* ...but never more than 5 ms of delay */
 #define JB_MIN_SLOPE 1.5e-4     /* drift below 150 ppm is treated as none (keeps the frame grid) */
@@ -105,6 +106,9 @@ struct pbx_jb {
     int cur_win;
     double mean_u;              /* mean u of the window, projected to now */
     double recent_wait;         /* EWMA (1/16) of u + wait: the delay of recent packets at S = 0 */
+    double late_share;          /* EWMA (1/16) of the share of each hole that was concealed */
+    int64_t lowered_at;         /* nominal position of the last compress step (delay lowered) */
+    int hold_left;              /* samples an underrun may still hold the play point */
     int have_target;
     int64_t target;             /* the target shift decided at the last get */
     int have_last_new;
@@ -250,7 +254,7 @@ static int win_total(const pbx_jb_t *jb)
  * through the sub-window centres (trimmed means of the arrival delay, robust to spikes). Returns the projected mean u of the whole window and
  * in *wait the projected mean of u plus the wait for the next get: the delay at shift 0.
  */
-static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
+static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait, double *slope_out)
 {
     double sw = 0, sn = 0, su = 0, snn = 0, snu = 0;
     int used = 0;
@@ -279,6 +283,8 @@ static double project(const pbx_jb_t *jb, double shift[JB_NSUB], double *wait)
         if (fabs(slope) < JB_MIN_SLOPE)
             slope = 0.0;
     }
+    if (slope_out)
+        *slope_out = slope;
     double tot = 0, mean = 0, mwait = 0;
     for (int j = 0; j < JB_NSUB; j++) {
         const jb_win_t *w = &jb->win[j];
@@ -306,8 +312,12 @@ static int64_t target_shift(const pbx_jb_t *jb)
     double ref = jb->have_target ? (double)jb->target : (double)(jb->play - jb->npend - jb->nominal);
     int total = win_total(jb);
     double s = 0.0;             /* the initial alignment */
-    double shift[JB_NSUB], mean_wait;
-    project(jb, shift, &mean_wait);
+    double shift[JB_NSUB], mean_wait, slope;
+    project(jb, shift, &mean_wait, &slope);
+    /* Arrivals getting earlier (sender clock fast) would let the delay come down; trust
+       that projection only in part for small drifts, where stragglers are likely. */
+    double up = fabs(slope) / JB_TRUST_SLOPE;
+    up = up < JB_TRUST_MIN ? JB_TRUST_MIN : up > 1.0 ? 1.0 : up;
     if (total > 0) {
         double cand[JB_NSUB * JB_TOPK];
         int nc = 0;
@@ -338,7 +348,7 @@ static int64_t target_shift(const pbx_jb_t *jb)
             for (int j = 0; j < JB_NSUB; j++) {
                 const jb_win_t *w = &jb->win[j];
                 for (int i = 0; i < w->filled; i++) {
-                    double v = w->lo[i] + G * floor((w->lo_wait[i] + shift[j]) / G);
+                    double v = w->lo[i] + G * floor((w->lo_wait[i] + (shift[j] > 0 ? up : 0.0) * shift[j]) / G);
                     int k = nc++;
                     while (k > 0 && cand[k - 1] > v) {
                         cand[k] = cand[k - 1];
@@ -352,7 +362,8 @@ static int64_t target_shift(const pbx_jb_t *jb)
         }
         if (nc == 0)
             cand[nc++] = 0.0;
-        double per_late = JB_LATE_WEIGHT * JB_LATE_COST * (1.0 + (cand[nc - 1] - cand[0]) / 40.0);
+        double share = jb->late_share < JB_LATE_SHARE_MIN ? JB_LATE_SHARE_MIN : jb->late_share;
+        double per_late = (0.5 + 0.5 * share) * JB_LATE_COST * (1.0 + (cand[nc - 1] - cand[0]) / 40.0);
         double best_cost = 1e300, best = cand[0];
         double hyst = per_late * JB_HYSTERESIS > JB_HYST_MAX ? JB_HYST_MAX : per_late * JB_HYSTERESIS;
         for (int k = 0; k < nc; k++) {
@@ -424,6 +435,9 @@ void pbx_jb_reset(pbx_jb_t *jb)
     jb->mean_u = 0.0;
     jb->have_last_new = 0;
     jb->have_target = 0;
+    jb->late_share = 1.0;
+    jb->lowered_at = INT64_MIN / 2;
+    jb->hold_left = 0;
     jb->jitter = 0.0;
     jb->level = 0.f;
     jb->npend = 0;
@@ -574,9 +588,12 @@ static void note_arrival(pbx_jb_t *jb, uint32_t ts, int64_t arrival_us, int64_t 
             wait = jb->last_get_n;
     }
     win_add(jb, (int32_t)u, wait);
-    jb->recent_wait += ((double)u + wait - jb->recent_wait) / 16.0;
+    if (jb->state == ST_GAP && jb->newest_end <= jb->play)
+        jb->recent_wait = (double)u + wait;     /* first audio after a pause: start afresh */
+    else
+        jb->recent_wait += ((double)u + wait - jb->recent_wait) / 16.0;
     double shift[JB_NSUB], mean_wait;
-    jb->mean_u = project(jb, shift, &mean_wait);
+    jb->mean_u = project(jb, shift, &mean_wait, NULL);
 }
 
 int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int nsamples,
@@ -766,6 +783,7 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
         clear_range(jb, jb->play, jb->play + L + d);
         jb->play += L + d;
         jb->st.dropped_samples_drift += (uint64_t)d;
+        jb->lowered_at = jb->nominal;
         *shift = d;
         return deliver(jb, jb->scaled, L, out, space);
     }
@@ -884,6 +902,7 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         }
         int64_t q = next_audio(jb, jb->play + 1);
         int64_t gap = q >= 0 ? q - jb->play : INT64_MAX;
+        int64_t gap0 = gap;
         if (q >= 0 && delta + JB_SHRINK_DEBT > 0 && jb->state == ST_PLAYING) {
             /* A hole with audio after it: conceal only part of it. The delay given up is
                taken back by time-scaling received audio, which sounds better than
@@ -897,10 +916,25 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
                 delta -= skip;
             }
         }
+        if (jb->missing_run == 0 && jb->state == ST_PLAYING) {
+            /* What a missing packet really costs: the share of a hole we had to conceal. */
+            double share = q >= 0 ? (double)gap / (double)gap0 : 1.0;
+            jb->late_share += (share - jb->late_share) / 16.0;
+            if (q < 0) {
+                /* An underrun soon after the delay was lowered: the lower delay was too
+                   low after all. Hold the play point for a frame while concealing (no more
+                   concealment than moving on), so the late packet and those after it play
+                   at the previous delay instead of being dropped one after another. */
+                jb->hold_left = jb->nominal - jb->lowered_at < JB_PROBATION ? jb->last_get_n : 0;
+            }
+        }
         int m = gap < n - pos ? (int)gap : n - pos;
         int hold = 0;
-        if (q < 0 && delta < 0 && jb->state == ST_PLAYING && !full)
-            hold = -delta < m ? (int)-delta : m;
+        if (q < 0 && jb->state == ST_PLAYING && !full) {
+            int64_t want = -delta > jb->hold_left ? -delta : jb->hold_left;
+            hold = want <= 0 ? 0 : want < m ? (int)want : m;
+            jb->hold_left = jb->hold_left > hold ? jb->hold_left - hold : 0;
+        }
         pbx_plc_conceal(&jb->plc, out + pos, m);
         int c = JB_GAP_AFTER - jb->missing_run;
         if (c < 0)
