@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from firmware.sip._states import INITIAL, TRANSITIONS, Kind, State  # noqa: E402
+from firmware.sip._states import INITIAL, TRANSITIONS, Kind, State
 
 
 def _actions(actions: tuple[tuple[str, ...], ...]) -> str:

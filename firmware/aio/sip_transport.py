@@ -118,7 +118,7 @@ class SipEndpoint:
         """Transport counters."""
         self._loop = asyncio.get_running_loop()
         self._udp: _Udp | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._conns: dict[Addr, _Tcp] = {}
         self._connecting: dict[Addr, list[bytes]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -265,7 +265,7 @@ class SipEndpoint:
             return True
         try:
             ok = bool(self.accept_source(ip))
-        except Exception:  # noqa: BLE001 - a broken policy callback must not stop SIP
+        except Exception:
             log.exception("accept_source(%s) failed", ip)
             ok = True
         if not ok:
@@ -280,7 +280,7 @@ class SipEndpoint:
             return
         try:
             self.layer.receive_datagram(data, Addr("udp", ip, port), self._loop.time())
-        except Exception:  # noqa: BLE001 - nothing from the network may escape
+        except Exception:
             log.exception("SIP datagram from %s:%d broke the stack", ip, port)
         self._process()
 
@@ -301,7 +301,7 @@ class SipEndpoint:
                     conn.close()
                     return
                 continue
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("SIP stream from %s broke the parser", remote)
                 conn.close()
                 return
@@ -316,7 +316,7 @@ class SipEndpoint:
                 continue
             try:
                 self.layer.receive(item, remote, now)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("SIP message from %s broke the stack", remote)
         self._process()
 
@@ -365,7 +365,7 @@ class SipEndpoint:
             return
         try:
             result = self.on_event(event)
-        except Exception:  # noqa: BLE001 - a TU bug must not take the transport down
+        except Exception:
             self.stats["callback_errors"] += 1
             log.exception("SIP event handler failed on %r", event)
             return
@@ -406,7 +406,7 @@ class SipEndpoint:
             _, conn = await asyncio.wait_for(
                 self._loop.create_connection(lambda: _Tcp(self, dest), dest.host, dest.port),
                 timeout=self.layer.timers.t1 * 64)
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             self._connecting.pop(dest, None)
             self.layer.transport_error(dest, self._loop.time(), f"cannot connect: {e}")
             self._process()
@@ -430,7 +430,7 @@ class SipEndpoint:
         self._timer_at = None
         try:
             self.layer.handle_timer(self._loop.time())
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("SIP timer handling failed")
         self._process()
 
@@ -468,9 +468,9 @@ def _guess_host(bind_host: str) -> str:
     except OSError:
         return "127.0.0.1"
     for info in infos:
-        ip = info[4][0]
+        ip = str(info[4][0])
         if not ip.startswith("127."):
-            return str(ip)
+            return ip
     return "127.0.0.1"
 
 

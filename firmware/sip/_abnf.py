@@ -44,7 +44,7 @@ SIP_URI = re.compile(
     r"(?::(?P<port>\d{1,5}))?"
     r"(?P<params>(?:;[^;?]*)*)"
     r"(?:\?(?P<headers>.*))?",
-    re.S,
+    re.DOTALL,
 )
 
 # Via: sent-protocol LWS sent-by *( SEMI via-params ), with SWS around "/" and ":"
@@ -52,13 +52,13 @@ VIA = re.compile(
     rf"[ \t]*([{TOKEN_CHARS}]+)[ \t]*/[ \t]*([{TOKEN_CHARS}]+)[ \t]*/[ \t]*([{TOKEN_CHARS}]+)"
     r"[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:[ \t]*:[ \t]*(\d{1,5}))?"
     r"[ \t]*(;.*)?",
-    re.S,
+    re.DOTALL,
 )
 
 # generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
-GEN_VALUE = re.compile(rf"\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}]+|\"(?:[^\"\\]|\\.)*\"", re.S)
-QUOTED = re.compile(r"\"((?:[^\"\\]|\\.)*)\"", re.S)
-QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+GEN_VALUE = re.compile(rf"\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}]+|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+QUOTED = re.compile(r"\"((?:[^\"\\]|\\.)*)\"", re.DOTALL)
+QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 HEADER_NAME = re.compile(f"[{TOKEN_CHARS}]+")
 DIGITS = re.compile(r"[0-9]+")

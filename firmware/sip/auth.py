@@ -144,7 +144,7 @@ class DigestServer:
     # --- nonces -------------------------------------------------------------------------
     def make_nonce(self, now: float) -> str:
         """A fresh nonce: ``<hex seconds>.<random>.<hmac>``."""
-        ts = "%x" % int(now)
+        ts = f"{int(now):x}"
         rand = secrets.token_hex(8)
         return f"{ts}.{rand}.{self._mac(ts, rand)}"
 
@@ -290,7 +290,7 @@ class DigestClient:
         if "auth" in qops:
             count = self._nc.get(nonce, 0) + 1
             self._nc[nonce] = count
-            nc = "%08x" % count
+            nc = f"{count:08x}"
             cnonce = secrets.token_hex(8)
             response = digest_response(alg, key, request.method, uri, nonce, "auth", nc, cnonce)
             params += [("response", response), ("algorithm", alg), ("qop", "auth"), ("nc", nc),

@@ -291,4 +291,4 @@ class DialogTable:
         return candidates[0] if len(candidates) == 1 else None
 
 
-__all__ = ["Dialog", "DialogId", "DialogTable", "TARGET_REFRESH", "refer_to"]
+__all__ = ["TARGET_REFRESH", "Dialog", "DialogId", "DialogTable", "refer_to"]

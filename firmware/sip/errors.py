@@ -104,13 +104,13 @@ class SipError(Exception):
 class LocalProtocolError(SipError):
     """This box tried to do something the protocol forbids (a bug in the caller)."""
 
-    status_hint = 500
+    status_hint: int | None = 500
 
 
 class RemoteProtocolError(SipError):
     """A peer sent something the protocol forbids."""
 
-    status_hint = 400
+    status_hint: int | None = 400
 
 
 class SipParseError(RemoteProtocolError, ValueError):
@@ -152,7 +152,7 @@ class DialogError(SipError):
 class AuthError(SipError):
     """Digest authentication could not be performed (bad challenge, unsupported algorithm)."""
 
-    status_hint = 400
+    status_hint: int | None = 400
 
 
 class SdpError(SipError, ValueError):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - import cycle only for type checkers
     from .message import SipRequest, SipResponse
@@ -129,5 +129,5 @@ class MessageRejected(SipEvent):
     """Why (the parser's exact reason)."""
 
 
-TransactionEvent = Union[RequestReceived, ResponseReceived, AckReceived, CancelReceived,
-                         TransactionTimeout, AckTimeout, TransportError, MessageRejected]
+TransactionEvent = (RequestReceived | ResponseReceived | AckReceived | CancelReceived | TransactionTimeout
+                    | AckTimeout | TransportError | MessageRejected)

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from . import _abnf
 from .errors import SipParseError
-from .uri import (Address, Params, _fast_new, format_host, format_params, parse_address_list, parse_params,
-                  quote_string, split_commas, unquote_string)
+from .uri import (
+    Address,
+    Params,
+    _fast_new,
+    format_host,
+    format_params,
+    parse_address_list,
+    parse_params,
+    quote_string,
+    split_commas,
+    unquote_string,
+)
 
 MAGIC_COOKIE = "z9hG4bK"
 """Branch prefix of RFC 3261 transaction identifiers (section 8.1.1.7)."""
@@ -69,7 +79,7 @@ class Headers:
     touches.
     """
 
-    __slots__ = ("_items", "_cache")
+    __slots__ = ("_cache", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []

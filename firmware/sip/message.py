@@ -12,15 +12,36 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Union
 
 from . import _abnf
 from .errors import SipParseError, reason_phrase
-from .headers import (SINGLE_VALUED, Address, Challenge, Credentials, CSeq, Event, Headers, Reason,
-                      Replaces, SessionExpires, SubscriptionState, Via, format_addresses, new_call_id,
-                      new_tag, normalize_name, parse_addresses, parse_auth, parse_event, parse_int,
-                      parse_reason, parse_replaces, parse_session_expires, parse_subscription_state,
-                      parse_tokens)
+from .headers import (
+    SINGLE_VALUED,
+    Address,
+    Challenge,
+    Credentials,
+    CSeq,
+    Event,
+    Headers,
+    Reason,
+    Replaces,
+    SessionExpires,
+    SubscriptionState,
+    Via,
+    format_addresses,
+    new_call_id,
+    new_tag,
+    normalize_name,
+    parse_addresses,
+    parse_auth,
+    parse_event,
+    parse_int,
+    parse_reason,
+    parse_replaces,
+    parse_session_expires,
+    parse_subscription_state,
+    parse_tokens,
+)
 from .uri import AbsoluteUri, SipUri, Uri, _fast_new, parse_uri, split_commas
 
 MAX_MESSAGE_SIZE = 65535
@@ -354,7 +375,7 @@ class SipResponse(SipMessage):
         return f"<SipResponse {self.status} {self.reason}>"
 
 
-Message = Union[SipRequest, SipResponse]
+Message = SipRequest | SipResponse
 
 
 class KeepAlive(enum.Enum):
@@ -445,8 +466,7 @@ def _build(start: str, items: list[tuple[str, str, str]], body: bytes) -> Messag
             if method not in KNOWN_METHODS:
                 raise SipParseError(501, "Not Implemented")
             raise SipParseError(400, "CSeq method does not match the request method")
-        req.max_forwards
-        req.contacts
+        _ = (req.max_forwards, req.contacts)
     except SipParseError as e:
         e.partial = headers
         raise
@@ -465,11 +485,7 @@ def _validate(msg: Message, required: tuple[str, ...]) -> None:
         present = ("via" in msg.headers) if key == "via" else (key in counts)
         if not present:
             raise SipParseError(400, f"Missing {_DISPLAY[key]} header")
-    msg.vias
-    msg.cseq
-    msg.call_id
-    msg.from_addr
-    msg.to_addr
+    _ = (msg.vias, msg.cseq, msg.call_id, msg.from_addr, msg.to_addr)
 
 
 def _content_length(items: list[tuple[str, str, str]], hint: int | None,
@@ -747,7 +763,7 @@ def make_ack_for_error(invite: SipRequest, response: SipResponse) -> SipRequest:
         if key in ("route", "from", "call-id", "max-forwards"):
             h._items.append((key, display, value))
     to = response.headers.get("to")
-    h.add("To", to if to is not None else invite.headers.get("to", ""))
+    h.add("To", to if to is not None else invite.headers.get("to") or "")
     h.add("CSeq", f"{invite.cseq.seq} ACK")
     return ack
 
@@ -779,8 +795,21 @@ def check_request(request: SipRequest, *, methods: Iterable[str] = KNOWN_METHODS
 
 
 __all__ = [
-    "AbsoluteUri", "KNOWN_METHODS", "KeepAlive", "MAX_MESSAGE_SIZE", "Message", "SipMessage",
-    "SipRequest", "SipResponse", "StreamParser", "check_request", "make_ack_for_error",
-    "make_cancel", "make_error_response", "make_request", "make_response", "parse_message",
+    "KNOWN_METHODS",
+    "MAX_MESSAGE_SIZE",
+    "AbsoluteUri",
+    "KeepAlive",
+    "Message",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "StreamParser",
+    "check_request",
+    "make_ack_for_error",
+    "make_cancel",
+    "make_error_response",
+    "make_request",
+    "make_response",
+    "parse_message",
     "split_commas",
 ]

@@ -129,18 +129,18 @@ class MediaDescription:
             if parsed is not None:
                 rtpmap[parsed[0]] = parsed[1:]
         for value in self.attribute_values("fmtp"):
-            pt, _, params = value.partition(" ")
-            fmtp[pt] = params.strip()
+            key, _, params = value.partition(" ")
+            fmtp[key] = params.strip()
         out = []
         for f in self.formats:
             if not f.isdigit():
                 continue
             pt = int(f)
+            channels: int | None = None
             if f in rtpmap:
                 name, rate, channels = rtpmap[f]
             elif pt in STATIC_PAYLOAD_TYPES:
                 name, rate = STATIC_PAYLOAD_TYPES[pt]
-                channels = None
             else:
                 continue
             out.append(Codec(pt, name, rate, channels, fmtp.get(f)))
@@ -436,5 +436,16 @@ class SdpSession:
         return sdp
 
 
-__all__ = ["Answer", "Codec", "Connection", "MediaDescription", "Origin", "PCMA", "PCMU",
-           "SdpSession", "SessionDescription", "TELEPHONE_EVENT", "parse_sdp"]
+__all__ = [
+    "PCMA",
+    "PCMU",
+    "TELEPHONE_EVENT",
+    "Answer",
+    "Codec",
+    "Connection",
+    "MediaDescription",
+    "Origin",
+    "SdpSession",
+    "SessionDescription",
+    "parse_sdp",
+]

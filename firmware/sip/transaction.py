@@ -28,18 +28,35 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Union
 
 from ._states import INITIAL, TIMER_INPUTS, TIMERS, TRANSITIONS, Action, Input, Kind, State
 from .errors import SipParseError, TransactionError
-from .events import (AckReceived, AckTimeout, Addr, CancelReceived, MessageRejected,
-                     RequestReceived, ResponseReceived, SipEvent, TransactionTimeout,
-                     TransportError)
+from .events import (
+    AckReceived,
+    AckTimeout,
+    Addr,
+    CancelReceived,
+    MessageRejected,
+    RequestReceived,
+    ResponseReceived,
+    SipEvent,
+    TransactionTimeout,
+    TransportError,
+)
 from .headers import Via, new_branch, new_tag
-from .message import (MAX_MESSAGE_SIZE, Message, SipRequest, SipResponse, make_ack_for_error,
-                      make_cancel, make_error_response, make_response, parse_message)
+from .message import (
+    MAX_MESSAGE_SIZE,
+    Message,
+    SipRequest,
+    SipResponse,
+    make_ack_for_error,
+    make_cancel,
+    make_error_response,
+    make_response,
+    parse_message,
+)
 
-__all__ = ["ClientTransaction", "ServerTransaction", "Timers", "TransactionLayer", "Kind", "State"]
+__all__ = ["ClientTransaction", "Kind", "ServerTransaction", "State", "Timers", "TransactionLayer"]
 
 _TU_INPUTS = frozenset((Input.SEND_1XX, Input.SEND_2XX, Input.SEND_FINAL))
 
@@ -151,7 +168,7 @@ class _AckWait(_TimerOwner):
         self.acked = False
 
 
-_Owner = Union[ClientTransaction, ServerTransaction, _AckWait]
+_Owner = ClientTransaction | ServerTransaction | _AckWait
 
 
 def _server_key(req: SipRequest, method: str | None = None) -> tuple[object, ...]:

@@ -9,13 +9,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Union
 from urllib.parse import unquote
 
 from . import _abnf
 from .errors import SipParseError
 
-Params = Mapping[str, Union[str, None]]
+Params = Mapping[str, str | None]
 
 
 _EMPTY: Mapping[str, str | None] = MappingProxyType({})
@@ -23,7 +22,7 @@ _EMPTY: Mapping[str, str | None] = MappingProxyType({})
 
 def _fast_new(cls: type, fields: dict[str, object]) -> object:
     """Build a frozen dataclass instance from already-validated fields (parser hot path)."""
-    obj = object.__new__(cls)
+    obj: object = object.__new__(cls)
     obj.__dict__.update(fields)
     return obj
 
@@ -44,7 +43,7 @@ def escape(text: str, safe: set[str]) -> str:
         if c in safe:
             out.append(c)
         else:
-            out.extend("%%%02X" % b for b in c.encode("utf-8", "surrogateescape"))
+            out.extend(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
     return "".join(out)
 
 
@@ -262,7 +261,7 @@ class AbsoluteUri:
         return {}
 
 
-Uri = Union[SipUri, AbsoluteUri]
+Uri = SipUri | AbsoluteUri
 
 
 _SIMPLE_SIP_URI = re.compile(
@@ -402,7 +401,7 @@ class Address:
         return f"{prefix}<{self.uri}>{format_params(self.params)}"
 
 
-_NAME_ADDR = re.compile(r'[ \t]*(?:"((?:[^"\\]|\\.)*)"[ \t]*|([^"<;,]*?)[ \t]*)<([^<>]*)>', re.S)
+_NAME_ADDR = re.compile(r'[ \t]*(?:"((?:[^"\\]|\\.)*)"[ \t]*|([^"<;,]*?)[ \t]*)<([^<>]*)>', re.DOTALL)
 
 
 def _parse_address(text: str, pos: int, what: str) -> tuple[Address, int]:

@@ -12,9 +12,20 @@ import time
 import pytest
 
 from firmware.aio.sip_transport import SipEndpoint
-from firmware.sip import (AckReceived, Addr, Address, CancelReceived, MessageRejected, RequestReceived,
-                          ResponseReceived, SipRequest, Timers, TransportError, check_request,
-                          make_request, make_response, parse_message)
+from firmware.sip import (
+    AckReceived,
+    Addr,
+    CancelReceived,
+    MessageRejected,
+    RequestReceived,
+    ResponseReceived,
+    Timers,
+    TransportError,
+    check_request,
+    make_request,
+    make_response,
+    parse_message,
+)
 from firmware.sip.dialog import Dialog
 from firmware.sip.sdp import SdpSession, parse_sdp
 from tests.conftest import DATA, free_port, load
@@ -103,7 +114,7 @@ async def recv_until(sock: socket.socket, call_id: str, timeout: float, first: b
             break
         try:
             data = await asyncio.wait_for(loop.sock_recv(sock, 65535), left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         if call_id.encode() in data:
             out.append(data)
@@ -117,7 +128,7 @@ async def run_sipp(*args: str, timeout: float = 60) -> tuple[int, str]:
                                                 stderr=asyncio.subprocess.STDOUT)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         out, _ = await proc.communicate()
         raise AssertionError("sipp did not finish:\n" + out.decode(errors="replace")[-3000:])
@@ -188,7 +199,7 @@ async def test_we_call_a_sipp_uas_ack_its_200_and_hang_up(tmp_path, transport):
             try:
                 await asyncio.wait_for(got.wait(), 1.0 if transport == "udp" else 0.5)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not txn.terminated:
                     ep.layer.transport_error(dest, 0, "retry")
         assert got.is_set() and responses[-1].status == 200
@@ -205,7 +216,7 @@ async def test_we_call_a_sipp_uas_ack_its_200_and_hang_up(tmp_path, transport):
 
 # --- framing, keep-alives, errors ---------------------------------------------------------------------
 async def test_tcp_framing_keepalive_and_split_messages(served):
-    ep, tu = served
+    ep, _ = served
     r, w = await asyncio.open_connection(*ep.local_addr)
     lport = w.get_extra_info("sockname")[1]
     two = options(lport, "a1", "tcp-1", "TCP") + options(lport, "a2", "tcp-2", "TCP")
@@ -229,7 +240,7 @@ async def test_tcp_framing_keepalive_and_split_messages(served):
 
 
 async def test_udp_responses_go_to_the_source_and_carry_received_rport(served):
-    ep, tu = served
+    ep, _ = served
     s = udp_socket()
     loop = asyncio.get_running_loop()
     msg = options(5999, "nat", "nat-1", host="10.1.2.3")
@@ -383,7 +394,7 @@ async def test_every_rfc4475_message_gets_its_answer_while_options_keep_flowing(
                         break
                     try:
                         head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 2.0 if status and not got else 0.4)
-                    except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+                    except (TimeoutError, asyncio.IncompleteReadError):
                         break
                     length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
                     got.append(head + await r.readexactly(length))
@@ -530,7 +541,7 @@ async def test_tcp_requests_reuse_the_phones_connection_and_new_connections_carr
             if sum(isinstance(e, ResponseReceived) for e in a_events) == 2:
                 break
             await asyncio.sleep(0.02)
-        assert [e.transaction for e in a_events if isinstance(e, ResponseReceived)][0] is txn
+        assert next(e.transaction for e in a_events if isinstance(e, ResponseReceived)) is txn
         assert a.has_connection(dest)
         w.close()
     finally:

@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from firmware.sip import AuthError, SipRequest, Via, make_request, make_response, new_branch, parse_message
-from firmware.sip.auth import (AuthResult, DigestClient, DigestServer, PasswordCredentials,
-                               canonical_algorithm, digest_response, ha1)
+from firmware.sip.auth import (
+    AuthResult,
+    DigestClient,
+    DigestServer,
+    PasswordCredentials,
+    canonical_algorithm,
+    digest_response,
+    ha1,
+)
 
 REALM = "officebox"
 SECRET = b"\x01" * 32
@@ -27,8 +34,8 @@ def wire(m):
 
 
 def test_rfc7616_section_3_9_1_vectors_md5_and_sha256():
-    common = dict(method="GET", uri="/dir/index.html", nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
-                  qop="auth", nc="00000001", cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")
+    common = {"method": "GET", "uri": "/dir/index.html", "nonce": "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+                  "qop": "auth", "nc": "00000001", "cnonce": "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"}
     md5 = ha1("Mufasa", "http-auth@example.org", "Circle of Life", "MD5")
     sha = ha1("Mufasa", "http-auth@example.org", "Circle of Life", "SHA-256")
     assert digest_response("MD5", md5, **common) == "8ca523f5e9506fed4657c9700eebdbec"
@@ -164,10 +171,10 @@ def test_rfc2069_answers_without_qop_like_pyvoip():
     ('Digest username="201", realm="other", nonce="n", uri="sip:x", response="r"', "realm mismatch"),
     ('Digest username="201", realm="officebox", nonce="n", uri="sip:x", response="r", algorithm=MD5-sess',
      "unsupported algorithm"),
-    ('Digest username="201", realm="officebox", nonce="n", uri="sip:x", response="r", qop=auth-int, nc=00000001, '
-     'cnonce="c"', "malformed credentials"),
-    ('Digest username="201", realm="officebox", nonce="n", uri="sip:x", response="r", qop=auth, nc=zz000001, '
-     'cnonce="c"', "malformed credentials"),
+    (('Digest username="201", realm="officebox", nonce="n", uri="sip:x", response="r", qop=auth-int, '
+      'nc=00000001, cnonce="c"'), "malformed credentials"),
+    (('Digest username="201", realm="officebox", nonce="n", uri="sip:x", response="r", qop=auth, '
+      'nc=zz000001, cnonce="c"'), "malformed credentials"),
     ('Digest realm=', "malformed credentials"),
 ])
 def test_bad_credentials_are_failed_logins_with_a_reason(header, reason):

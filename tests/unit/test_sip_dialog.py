@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.sip import (Address, DialogError, TransactionLayer, Addr, Via, make_request, make_response,
-                          parse_message)
+from firmware.sip import Addr, Address, DialogError, TransactionLayer, Via, make_request, make_response, parse_message
 from firmware.sip.dialog import Dialog, DialogId, DialogTable, refer_to
 from firmware.sip.headers import parse_replaces
 

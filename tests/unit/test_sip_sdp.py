@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from firmware.sip import SdpError
-from firmware.sip.sdp import (PCMA, PCMU, TELEPHONE_EVENT, Codec, SdpSession, parse_sdp)
+from firmware.sip.sdp import PCMA, PCMU, TELEPHONE_EVENT, Codec, SdpSession, parse_sdp
 from tests.conftest import load
 
 YEALINK = load("sip/invite_typical.sip").split(b"\r\n\r\n", 1)[1]

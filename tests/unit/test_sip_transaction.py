@@ -5,11 +5,27 @@ import inspect
 
 import pytest
 
-from firmware.sip import (AckReceived, AckTimeout, Addr, CancelReceived, MessageRejected,
-                          RequestReceived, ResponseReceived, SipRequest, SipResponse, Timers,
-                          TransactionError, TransactionLayer, TransactionTimeout, TransportError,
-                          Via, make_request, make_response, parse_message)
-from firmware.sip._states import INITIAL, TRANSITIONS, Input, Kind, State
+from firmware.sip import (
+    AckReceived,
+    AckTimeout,
+    Addr,
+    CancelReceived,
+    MessageRejected,
+    RequestReceived,
+    ResponseReceived,
+    SipRequest,
+    SipResponse,
+    Timers,
+    TransactionError,
+    TransactionLayer,
+    TransactionTimeout,
+    TransportError,
+    Via,
+    make_request,
+    make_response,
+    parse_message,
+)
+from firmware.sip._states import INITIAL, TRANSITIONS, State
 
 UDP = Addr("udp", "192.0.2.7", 5062)
 TCP = Addr("tcp", "192.0.2.7", 40001)
@@ -481,7 +497,7 @@ def test_client_cancel_waits_for_a_provisional_response():
     rec.layer.receive(wire(make_response(inv, 180, to_tag="r")), UDP, 0.3)
     rec.drain()
     assert rec.times(b"CANCEL") == [0.3] and txn.cancel_transaction is not None
-    cancel = parse_message([d for _, d, _ in rec.sent if d.startswith(b"CANCEL")][0])
+    cancel = parse_message(next(d for _, d, _ in rec.sent if d.startswith(b"CANCEL")))
     assert cancel.top_via.branch == inv.top_via.branch and cancel.reasons[0].cause == 200
     rec.layer.receive(wire(make_response(cancel, 200)), UDP, 0.4)
     rec.layer.receive(wire(make_response(inv, 487, to_tag="r")), UDP, 0.5)
