@@ -40,7 +40,7 @@ int16_t pbx_ulaw2linear(uint8_t code);
 /** G.711 A-law encode/decode of one sample. */
 uint8_t pbx_linear2alaw(int16_t pcm);
 int16_t pbx_alaw2linear(uint8_t code);
-/** G.711 on blocks of samples (table driven; same results as the per-sample functions). */
+/** G.711 on blocks of samples (same results as the per-sample functions, faster). */
 void pbx_ulaw_encode(const int16_t *pcm, uint8_t *out, int n);
 void pbx_ulaw_decode(const uint8_t *in, int16_t *pcm, int n);
 void pbx_alaw_encode(const int16_t *pcm, uint8_t *out, int n);
@@ -81,7 +81,7 @@ void pbx_mix_sum(const int16_t *const *in, int n_in, int16_t *out, int nsamples)
 /** N-party mix-minus: out[k][i] = saturate(sum over j != k of in[j][i]), exact before saturation. */
 void pbx_mix_minus(const int16_t *const *in, int n, int16_t *const *out, int nsamples);
 
-/* ---- in-band DTMF (Goertzel; ITU-T Q.24 operate/non-operate limits) ---- */
+/* ---- in-band DTMF (block DFT + measured frequency offset; ITU-T Q.24 operate/non-operate limits) ---- */
 typedef struct pbx_dtmf_det pbx_dtmf_det_t;
 /** One digit the detector has finished hearing. */
 typedef struct {
@@ -124,7 +124,8 @@ typedef struct {
 /**
  * Make a WAV file written by a recorder that was interrupted (power cut, kill) consistent:
  * RIFF and data sizes set from the file length, a trailing partial frame cut off.
- * Returns PBX_OK, PBX_EFORMAT (not a PCM WAV we can repair) or PBX_EIO.
+ * Returns PBX_OK, PBX_EFORMAT (not a PCM WAV we can repair; the file is left untouched),
+ * PBX_ENOTFOUND or PBX_EIO.
  */
 int pbx_wav_repair(const char *path, pbx_wav_info_t *info);
 
