@@ -287,7 +287,10 @@ class SipEndpoint:
     def _segment(self, conn: _Tcp, data: bytes) -> None:
         remote = conn.remote
         assert remote is not None
-        if self._closed or not self._accepted(remote.host):
+        if self._closed:
+            return
+        if not self._accepted(remote.host):
+            conn.close()
             return
         conn.parser.feed(data)
         now = self._loop.time()

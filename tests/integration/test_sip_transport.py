@@ -570,3 +570,44 @@ async def test_connection_limits_and_broken_policy_callbacks():
         w2.close()
     finally:
         await ep.close()
+
+
+@pytest.mark.parametrize("algorithms", [("MD5", "SHA-256"), ("SHA-256",)])
+async def test_authenticated_register_over_the_wire(algorithms):
+    """The UAC side of the report's example: REGISTER, 401, REGISTER with credentials, 200."""
+    from firmware.sip import DigestClient, DigestServer, PasswordCredentials, Via
+
+    users = {"201": PasswordCredentials.of("201", "officebox", "s3cret-201")}
+    server = DigestServer("officebox", b"\x07" * 32, algorithms=algorithms)
+    results = []
+
+    def registrar(ev):
+        if isinstance(ev, RequestReceived):
+            result = server.verify(ev.request, users.get, time.time())
+            results.append(result)
+            resp = make_response(ev.request, 200) if result.ok else \
+                server.challenge(ev.request, time.time(), stale=result.stale)
+            reg.send_response(ev.transaction, resp)
+
+    reg = await SipEndpoint.create(("127.0.0.1", 0), on_event=registrar)
+    answers: asyncio.Queue = asyncio.Queue()
+    phone = await SipEndpoint.create(("127.0.0.1", 0), on_event=lambda ev: isinstance(ev, ResponseReceived)
+                                     and answers.put_nowait(ev.response))
+    try:
+        dest = Addr("udp", *reg.local_addr)
+        aor = f"<sip:201@127.0.0.1:{dest.port}>"
+        request = make_request("REGISTER", f"sip:127.0.0.1:{dest.port}", from_addr=aor, to_addr=aor,
+                               contact=f"<{phone.contact_uri('201')}>", headers=[("Expires", "300")])
+        phone.send_request(request, dest)
+        challenge = await asyncio.wait_for(answers.get(), 5)
+        assert challenge.status == 401
+        again = DigestClient("201", "s3cret-201", algorithms=["SHA-256", "MD5"]).authorize(request, challenge)
+        phone.send_request(again, dest)
+        ok = await asyncio.wait_for(answers.get(), 5)
+        assert ok.status == 200 and again.cseq.seq == 2
+        assert [r.reason for r in results] == ["no credentials", "ok"]
+        assert results[1].algorithm == algorithms[0]
+        assert isinstance(again.top_via, Via) and again.top_via.branch != request.top_via.branch
+    finally:
+        await phone.close()
+        await reg.close()
