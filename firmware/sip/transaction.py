@@ -19,7 +19,13 @@ Beyond section 17 the layer does the work every UA core needs and that is easy t
 * 2xx retransmission until the ACK arrives (section 13.3.1.4), ACKs matched by Call-ID, CSeq and
   From tag only, so phones that put a random To tag on their ACK (pyVoIP) still stop it;
 * server transactions keyed with the CSeq number too, so a phone that reuses one Via branch
-  for a new request (pyVoIP after a 401) gets a new transaction, not a retransmitted answer.
+  for a new request (pyVoIP after a 401) gets a new transaction, not a retransmitted answer,
+  and with the source address, so two phones whose branches collide stay apart;
+* ``accept_request``: a post-parse filter that drops a request silently (scanner user agents);
+  a non-INVITE request the TU never answers is forgotten after 64*T1 (timer Z).
+
+The 2xx retransmission above is the TU's job in RFC 6026; the layer does it for the TU, which
+must therefore send a 2xx once and not repeat it.
 """
 from __future__ import annotations
 
