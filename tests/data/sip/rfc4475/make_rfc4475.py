@@ -1,7 +1,21 @@
-# Recreates the RFC 4475 messages. Text blocks use LF; converted to CRLF. <hex>..</hex> expanded.
-import re, os, json, sys
-OUT = sys.argv[1]
+"""Recreates the RFC 4475 torture messages as the .dat files beside this script.
+
+    python tests/data/sip/rfc4475/make_rfc4475.py tests/data/sip/rfc4475
+
+The texts are those of RFC 4475 section 3 with the RFC's notations expanded as its section 2
+says: lines end in CRLF, <hex>..</hex> becomes the bytes it spells, <allOneLine>/<repeat>
+constructs are written out (longreq). Each message's Content-Length is printed next to its
+actual body length as a check (they agree except where the RFC makes them disagree on purpose:
+clerr, ncl, mcl01, dblreq).
+"""
+import os
+import re
+import sys
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 M = {}
+
+
 def msg(name, text):
     M[name] = text
 
