@@ -4,6 +4,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.sip import (
     AckReceived,
@@ -777,3 +779,27 @@ def test_state_diagram_tool_renders_every_transition(tmp_path):
         text = (tmp_path / f"{kind.name.lower()}.dot").read_text()
         assert text.count(" -> ") == 1 + sum(len(t) for t in states.values())
         assert "timer H / timeout H" in (tmp_path / "invite_server.mmd").read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["inv", "ack", "cancel", "bye", "resp", "junk", "dup"]), max_size=12),
+       st.binary(max_size=40))
+def test_any_sequence_of_datagrams_never_raises_out_of_the_layer(script, junk):
+    layer = TransactionLayer()
+    inv = request("INVITE")
+    pieces = {
+        "inv": inv.serialize(), "ack": _ack_for(inv, "t").serialize(),
+        "cancel": _cancel_for(inv).serialize(), "bye": request("BYE", branch="z9hG4bKbye").serialize(),
+        "resp": make_response(request("OPTIONS", branch="z9hG4bKo"), 200).serialize(),
+        "junk": junk, "dup": inv.serialize()[: len(junk)] + junk,
+    }
+    now = 0.0
+    for step in script:
+        now += 0.3
+        layer.receive_datagram(pieces[step], UDP, now)
+        while (ev := layer.next_event()) is not None:
+            if isinstance(ev, RequestReceived) and ev.request.method != "INVITE":
+                layer.send_response(ev.transaction, make_response(ev.request, 200), now)
+        if (t := layer.get_timer()) is not None:
+            layer.handle_timer(t)
+        layer.messages_to_send()
