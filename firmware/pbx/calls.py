@@ -111,6 +111,8 @@ class Leg:
         self.ended: asyncio.Future[None] = loop.create_future()
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.on_digit_hook: Any = None
+        self.acd_offer = False
+        """True while this leg rings an agent for a queue caller (the ACD tracks it)."""
         """Called with each digit before it is queued (feature codes during a call)."""
 
     def __repr__(self) -> str:
@@ -440,6 +442,8 @@ class Call:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.on_answer_hook: Any = None
         self.record_policy = "always"
+        self.pickup: asyncio.Future[Leg] = asyncio.get_running_loop().create_future()
+        """Resolved with the leg of a colleague who picked the call up while it rang."""
         self.ended_side = ""
         """caller | callee | system: who ended the call."""
         self.end_cause = 0
@@ -451,6 +455,16 @@ class Call:
     def add_leg(self, leg: Leg) -> None:
         leg.call = self
         self.legs.append(leg)
+
+    def detach(self, leg: Leg) -> None:
+        """Take a leg out of this call (it moves to another: pickup, transfer)."""
+        if leg in self.legs:
+            self.legs.remove(leg)
+        self.ringing_legs.discard(leg)
+        if self.bridge is not None and leg.channel is not None:
+            self._remove_from_bridge(leg)
+        self.stop_players(leg)
+        leg.call = None
 
     # -- events from legs -----------------------------------------------------------------
     def on_leg_ringing(self, leg: Leg, early_media: bool) -> None:
@@ -501,6 +515,8 @@ class Call:
                 other.send_dtmf(digit)
 
     def on_leg_ended(self, leg: Leg) -> None:
+        if leg not in self.legs:
+            return
         self.ringing_legs.discard(leg)
         if self.bridge is not None and leg.channel is not None:
             self._remove_from_bridge(leg)

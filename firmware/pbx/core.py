@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.api import ControlError
+from firmware.config import Destination
 from firmware.aio.sysinfo import system_status
 from firmware.media import MediaError
 from firmware.media.prompts import PromptCache, PromptError
@@ -83,6 +84,14 @@ class Pbx:
         self._beep: Any = None
         self._stopping = False
         self._reg_trusted: set[str] = set()
+        self._player_waiters: dict[int, asyncio.Future] = {}
+        from firmware.pbx.centre import CallCentre
+        from firmware.pbx.features import Features
+        from firmware.pbx.trunks import Trunks
+        self.centre = CallCentre(self)
+        self.features = Features(self)
+        self.carrier = Trunks(self)
+        """Trunks and modem lines (firmware.pbx.trunks)."""
         self.sip_bind: tuple[str, int] = ("0.0.0.0", 5060)
 
     # ------------------------------------------------------------------ life cycle
@@ -110,7 +119,9 @@ class Pbx:
         self._every(1.0, self._tick)
         self._every(float(system.nat_keepalive_s), self._keepalive)
         self.config.subscribe(self._config_changed)
+        self.centre.configure()
         self._refresh_agents()
+        await self.carrier.start()
 
     def _every(self, seconds: float, fn: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -129,6 +140,10 @@ class Pbx:
         self._stopping = True
         for t in self._timers:
             t.cancel()
+        try:
+            await self.carrier.stop()
+        except Exception:
+            log.exception("stopping trunks")
         for call in list(self.active_calls.values()):
             call.end(cause=16)
             self._finish_call(call, "system")
@@ -154,6 +169,7 @@ class Pbx:
 
     def _config_changed(self, change: Any) -> None:
         self.prov = self.config.current()
+        self.centre.configure()
         self._refresh_agents()
 
     # ------------------------------------------------------------------ SIP plumbing
@@ -269,12 +285,16 @@ class Pbx:
                                         for b in res.bindings] + [("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
         self._sync_trusted()
         if was != self.registrar.is_registered(aor, now):
+            self.centre.registered_changed(aor, not was)
             self._refresh_agents()
 
     def _tick(self) -> None:
         gone = self.registrar.expire(self.clock())
         if gone:
             self._sync_trusted()
+            for b in gone:
+                if not self.registrar.is_registered(b.aor, self.clock()):
+                    self.centre.registered_changed(b.aor, False)
             self._refresh_agents()
 
     def _sync_trusted(self) -> None:
@@ -310,6 +330,8 @@ class Pbx:
     # ------------------------------------------------------------------ INVITE
     def _on_invite(self, ev: RequestReceived) -> None:
         req = ev.request
+        if self.carrier.on_invite(ev):
+            return
         if "100rel" in req.require:
             self._respond(ev, 420, headers=[("Unsupported", "100rel")])
             return
@@ -355,9 +377,38 @@ class Pbx:
         self.call_changed(call)
         self.spawn(self._run_call(call, dialed), name=f"call {call.id}")
 
-    async def _run_call(self, call: Call, dialed: str) -> None:
+    def new_inbound_call(self, leg: Leg, *, trunk: str, did: str = "", caller_name: str = "") -> Call:
+        """A call that came in from the outside on a trunk (GSM, FXO or SIP provider): its call
+        record and live-board entry. The trunk code then runs `route_inbound()`."""
+        self._track(leg)
+        record_id = self.calls.begin_call(direction="inbound", caller_number=leg.number,
+                                          caller_name=caller_name or leg.name, callee_number=did,
+                                          did=did, trunk=trunk)
+        call = Call(self, leg, direction="inbound", record_id=record_id)
+        self.active_calls[call.id] = call
+        self.calls.add_leg(call.id, kind=leg.kind, endpoint=f"{trunk}:{leg.number}", role="caller", leg_id=leg.id)
+        self.call_changed(call)
+        return call
+
+    def route_inbound(self, call: Call, destination: str) -> asyncio.Task:
+        """Run an inbound call to the destination its route gave (an extension, queue, menu...)."""
+        return self.spawn(self._run_call(call, destination, origin="trunk"), name=f"call {call.id}")
+
+    def new_outbound_call(self, leg: Leg, *, number: str) -> Call:
+        """A call the box itself starts from an extension (click-to-call, callbacks): `leg` is
+        the staff member's leg (already created); the record is outbound to `number`."""
+        self._track(leg)
+        record_id = self.calls.begin_call(direction="outbound", caller_number=leg.number, callee_number=number,
+                                          from_extension=leg.extension)
+        call = Call(self, leg, direction="outbound", record_id=record_id)
+        self.active_calls[call.id] = call
+        self.calls.add_leg(call.id, kind=leg.kind, endpoint=leg.number, role="agent", leg_id=leg.id)
+        self.call_changed(call)
+        return call
+
+    async def _run_call(self, call: Call, dialed: str, origin: str = "extension") -> None:
         try:
-            await self.route(call, dialed, origin="extension")
+            await self.route(call, dialed, origin=origin)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -366,35 +417,106 @@ class Pbx:
         finally:
             if call.caller.state != "ended" and not call.caller.answered and call.peer is None:
                 call.caller.hangup(call.caller.cause or 31)
-            await call.done if call.peer is not None or call.caller.answered else asyncio.sleep(0)
+            if call.peer is not None or call.caller.answered:
+                await call.done
             if call.ended_at is None:
                 call.end()
             self._finish_call(call)
 
     # ------------------------------------------------------------------ routing
     async def route(self, call: Call, dialed: str, origin: str) -> None:
-        """Send the call where `dialed` leads (extension calls; more kinds in later flows)."""
+        """Send a new call where `dialed` leads. `origin`: extension (a desk phone dialled) or
+        trunk (an outside call whose inbound route gave `dialed`)."""
         caller = call.caller
         prov = self.prov
-        ext = prov.extension(dialed)
-        if ext is not None:
-            call.direction = "internal"
-            self.calls.update_call(call.id, to_extension=ext.number, callee_number=dialed)
-            self.events.add(call.id, "route", result=f"extension {ext.number}")
-            await self.dial_extension(call, ext)
+        if origin == "extension" and self.features.matches(dialed):
+            await self.features.run(call, dialed)
             return
-        # an external number: outbound routes with the caller's permission class
-        if origin == "extension" and caller.extension:
-            cls = classify(dialed, plan_for(prov.system.country_code or "48"),
-                           {e.number for e in prov.extensions})
-            if not allowed(prov.extension_permissions(caller.extension), cls):
-                self.events.add(call.id, "route", result=f"denied: {cls} calls not allowed")
-                self._reject(caller, 403, f"Forbidden: {cls} calls are not allowed for this extension")
-                self._finish_status(call, "rejected")
+        try:
+            dest = prov.resolve(dialed)
+        except ValueError:
+            if origin == "extension" and _looks_external(dialed):
+                dest = Destination("external", dialed)
+            else:
+                self.events.add(call.id, "route", result=f"{dialed}: no such number")
+                self._reject(caller, 404, "Not Found")
+                call.status = "failed"
                 return
-        self.events.add(call.id, "route", result="no route")
-        self._reject(caller, 404, "Not Found")
-        self._finish_status(call, "failed")
+        if dest.kind == "external" and origin == "extension":
+            if not self._may_dial(call, dest.target):
+                return
+        await self.goto(call, dest)
+
+    def _may_dial(self, call: Call, number: str) -> bool:
+        """Permission class of the calling extension against the number (toll fraud guard)."""
+        prov = self.prov
+        ext = call.caller.extension
+        cls = classify(number, plan_for(prov.system.country_code or "48"), {e.number for e in prov.extensions})
+        if ext and allowed(prov.extension_permissions(ext), cls):
+            return True
+        self.events.add(call.id, "route", result=f"denied: {cls} calls not allowed for {ext or 'this caller'}")
+        self._reject(call.caller, 403, f"Forbidden: {cls} calls are not allowed for this extension")
+        call.status = "rejected"
+        return False
+
+    async def goto(self, call: Call, dest: Any, *, depth: int = 0) -> str:
+        """Carry the call to a resolved destination (firmware.config.Destination). Returns the
+        outcome; when nobody answers the caller is released with the matching status."""
+        if depth > 8:
+            self.events.add(call.id, "route", result="destination loop")
+            self._reject(call.caller, 482, "Loop Detected")
+            return "failed"
+        kind, target = dest.kind, dest.target
+        self.events.add(call.id, "route", result=str(dest))
+        if kind == "extension":
+            ext = self.prov.extension(target)
+            if call.direction == "internal" and call.caller.extension:
+                self.calls.update_call(call.id, to_extension=target)
+            else:
+                self.calls.update_call(call.id, to_extension=target)
+            outcome = await self.dial_extension(call, ext)
+            if outcome in ("answered", "cancelled") or call.caller.state == "ended":
+                return outcome
+            if ext.no_answer and ext.no_answer != "hangup" and outcome in ("no_answer", "offline", "busy"):
+                try:
+                    nxt = self.prov.resolve(ext.no_answer)
+                except ValueError:
+                    nxt = None
+                if nxt is not None:
+                    self.events.add(call.id, "route", result=f"{target} {outcome}: to {ext.no_answer}")
+                    return await self.goto(call, nxt, depth=depth + 1)
+            self._release(call, outcome)
+            return outcome
+        if kind == "queue":
+            return await self.centre.queue(call, target, depth=depth)
+        if kind == "ivr":
+            return await self.centre.menu(call, target, depth=depth)
+        if kind == "messagebox":
+            return await self.centre.message_box(call, target)
+        if kind == "timecondition":
+            tc = self.prov.timecondition(target)
+            mode = tc.override
+            from firmware.pbx.timecond import TimeCondition as Tc
+            cond = Tc(tc.number, tuple(tc.hours), tuple(tc.holidays), tc.open, tc.closed,
+                      self.prov.system.timezone)
+            chosen = cond.destination(time.time(), mode)
+            self.events.add(call.id, "route", result=f"time condition {target}: "
+                            f"{'open' if chosen == tc.open else 'closed'}")
+            return await self.goto(call, self.prov.resolve(chosen), depth=depth + 1)
+        if kind == "external":
+            outcome = await self.carrier.dial_external(call, target)
+            if outcome not in ("answered", "cancelled") and call.caller.state != "ended":
+                self._release(call, outcome)
+            return outcome
+        if kind == "hangup":
+            if call.caller.answered:
+                call.caller.hangup(16)
+            else:
+                self._reject(call.caller, 480, "Temporarily Unavailable")
+            call.status = call.status or ("missed" if call.direction == "inbound" else "failed")
+            return "hangup"
+        self._reject(call.caller, 404, "Not Found")
+        return "failed"
 
     def _reject(self, leg: Leg, status: int, reason: str | None = None) -> None:
         if isinstance(leg, SipLeg):
@@ -402,75 +524,105 @@ class Pbx:
         else:
             leg.hangup(SIP_TO_Q850.get(status, 31))
 
-    def _finish_status(self, call: Call, status: str) -> None:
-        call.status = call.status or status
+    _RELEASE = {"busy": (486, "busy"), "rejected": (603, "rejected"), "no_answer": (480, "no_answer"),
+                "offline": (480, "no_answer"), "failed": (503, "failed"), "congestion": (503, "failed"),
+                "no_route": (404, "failed"), "denied": (403, "rejected")}
 
-    async def dial_extension(self, call: Call, ext: Any, *, timeout: float | None = None) -> str:
-        """Ring every registered phone of `ext` in parallel; first to answer talks with the caller.
-        Returns the outcome (answered / busy / no_answer / failed / cancelled / offline)."""
+    def _release(self, call: Call, outcome: str) -> None:
+        """Nobody took the call: release the caller with the status that says why."""
+        code, status = self._RELEASE.get(outcome, (480, "no_answer"))
+        if call.direction == "inbound" and status in ("no_answer", "busy", "rejected"):
+            status = "missed"
+        call.status = call.status or status
+        if call.caller.state == "ended":
+            return
+        if call.caller.answered:
+            call.caller.hangup(SIP_TO_Q850.get(code, 16))
+        else:
+            self._reject(call.caller, code)
+
+    async def dial_extension(self, call: Call, ext: Any, *, timeout: float | None = None,
+                             role: str = "callee") -> str:
+        """Ring every registered phone of `ext` in parallel; the first to answer talks with the
+        caller. Returns the outcome: answered, busy, no_answer, offline, rejected, failed or
+        cancelled (the caller gave up). Never releases the caller: the destination logic does."""
         caller = call.caller
         now = self.clock()
         if ext.dnd:
-            self._reject(caller, 486, "Busy Here (do not disturb)")
-            call.status = "busy"
             return "busy"
         busy = [l for l in self.ext_legs.get(ext.number, ()) if l.call is not call]
         if busy and (not ext.call_waiting or len(busy) >= ext.max_calls):
-            self._reject(caller, 486)
-            call.status = "busy"
             return "busy"
         bindings = self.registrar.lookup(ext.number, now)
         if not bindings:
-            self._reject(caller, 480, "Temporarily Unavailable")
-            call.status = "no_answer"
             return "offline"
         try:
-            legs = [self._invite_binding(call, ext, b) for b in bindings]
+            legs = [self._invite_binding(call, ext, b, role=role) for b in bindings]
         except MediaError as e:
             log.error("no media to ring %s: %s", ext.number, e)
-            self._reject(caller, 503, "Service Unavailable")
-            call.status = "failed"
             return "failed"
-        outcome = await self._wait_first_answer(call, legs, timeout or float(ext.no_answer_timeout))
-        if outcome == "answered":
-            return outcome
-        if caller.state != "ended":
-            if outcome == "busy":
-                self._reject(caller, 486)
-                call.status = "busy"
-            elif outcome == "rejected":
-                self._reject(caller, 603, "Decline")
-                call.status = "rejected"
-            else:
-                self._reject(caller, 480, "Temporarily Unavailable")
-                call.status = "no_answer"
-        return outcome
+        return await self._wait_first_answer(call, legs, timeout or float(ext.no_answer_timeout))
 
-    def _invite_binding(self, call: Call, ext: Any, b: Any, role: str = "callee") -> SipLeg:
+    def make_agent_leg(self, ext: Any, b: Any, role: str = "callee") -> SipLeg:
+        """A leg to one registered phone of an extension (not started yet)."""
+        return SipLeg(self, role=role, number=ext.number, name=ext.name, extension=ext.number, peer=Addr(*b.target))
+
+    def start_agent_leg(self, call: Call, leg: SipLeg, *, display: str = "", from_number: str = "",
+                        binding: Any = None) -> None:
+        """Send the INVITE of a leg made by make_agent_leg (the phone shows `display`)."""
         assert self.ua is not None
-        dest = Addr(*b.target)
-        leg = SipLeg(self, role=role, number=ext.number, name=ext.name, extension=ext.number, peer=dest)
-        call.add_leg(leg)
+        if leg not in call.legs:
+            call.add_leg(leg)
         caller = call.caller
-        display = caller.name or caller.number
-        from_addr = Address(SipUri(host=self.endpoint.advertised_host, user=caller.number), display_name=display)
-        to_addr = Address(SipUri(host=self.endpoint.advertised_host, user=ext.number))
-        session = ClientInvite(self.ua, target=SipUri.parse(b.contact), dest=dest, from_addr=from_addr,
+        number = from_number or (caller.number if caller is not leg else leg.number)
+        b = binding or next((x for x in self.registrar.lookup(leg.extension, self.clock())
+                             if Addr(*x.target) == leg.peer), None)
+        contact = b.contact if b is not None else f"sip:{leg.extension}@{leg.peer.host}:{leg.peer.port}"
+        from_addr = Address(SipUri(host=self.endpoint.advertised_host, user=number),
+                            display_name=display or (caller.name if caller is not leg else "") or number)
+        to_addr = Address(SipUri(host=self.endpoint.advertised_host, user=leg.extension))
+        session = ClientInvite(self.ua, target=SipUri.parse(contact), dest=leg.peer, from_addr=from_addr,
                                to_addr=to_addr, listener=leg)
         leg.session = session
-        prefer = getattr(caller, "pt", None)
+        prefer = getattr(caller, "pt", None) if caller is not leg else None
         body = session.sdp.offer(leg.channel.local_port, leg.offer_codecs(prefer)).serialize()
         session.start(body)
         self._track(leg)
-        self.calls.add_leg(call.id, kind="sip", endpoint=f"{ext.number}@{b.source_ip}", role=role, leg_id=leg.id)
+        if leg is not call.caller:
+            self.calls.add_leg(call.id, kind="sip", endpoint=f"{leg.extension}@{leg.peer.host}", role=leg.role,
+                               leg_id=leg.id)
+
+    def _invite_binding(self, call: Call, ext: Any, b: Any, role: str = "callee", acd_offer: bool = False) -> SipLeg:
+        leg = self.make_agent_leg(ext, b, role)
+        leg.acd_offer = acd_offer
+        call.add_leg(leg)
+        self.start_agent_leg(call, leg, binding=b)
         return leg
+
+    async def _wait_parallel(self, legs: list[Leg], timeout: float) -> Leg | None:
+        """The first of `legs` to answer (the others are cancelled), or None."""
+        pending = {leg.outcome for leg in legs}
+        winner = None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while pending and winner is None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                if fut.result() == "answered" and winner is None:
+                    winner = next(l for l in legs if l.outcome is fut)
+        for leg in legs:
+            if leg is not winner and leg.state != "ended":
+                leg.cancel('SIP;cause=200;text="Call completed elsewhere"' if winner else None)
+        return winner
 
     async def _wait_first_answer(self, call: Call, legs: list[Leg], timeout: float) -> str:
         """Wait until one of `legs` answers (then cancel the rest and connect it), all fail,
         the caller hangs up, or `timeout` passes."""
         caller = call.caller
         pending = {leg.outcome for leg in legs}
-        waiters = pending | {caller.ended}
+        waiters = pending | {caller.ended, call.pickup}
         deadline = asyncio.get_running_loop().time() + timeout
         results: list[str] = []
         winner: Leg | None = None
@@ -480,6 +632,9 @@ class Pbx:
                 break
             done, _ = await asyncio.wait(waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             if caller.ended in done:
+                break
+            if call.pickup in done:
+                winner = call.pickup.result()
                 break
             for fut in done:
                 pending.discard(fut)
@@ -546,6 +701,11 @@ class Pbx:
                                   cause=int(leg.cause or 0), sip_code=leg.sip_code)
 
     def _ext_state_changed(self, ext: str) -> None:
+        busy = any(not (l.acd_offer and not l.answered) for l in self.ext_legs.get(ext, ()))
+        self.centre.extension_busy(ext, busy)
+        self._refresh_agent(ext)
+
+    def agent_changed(self, ext: str) -> None:
         self._refresh_agent(ext)
 
     def schedule_end(self, call: Call, leg: Leg) -> None:
@@ -574,6 +734,10 @@ class Pbx:
         if call.recording_path:
             self.recordings.finished(call.recording_path)
         self.events.add(call.id, "hangup", result=hangup_side)
+        try:
+            self.centre.call_finished(call)
+        except Exception:
+            log.exception("queue bookkeeping after call %s", call.id)
 
     def call_changed(self, call: Call) -> None:
         if call.ended_at is not None:
@@ -616,7 +780,12 @@ class Pbx:
         now = self.clock()
         registered = self.registrar.is_registered(number, now)
         legs = self.ext_legs.get(number, set())
-        if not registered:
+        acd = self.centre.agent_state(number)
+        reason = ""
+        queues: tuple[str, ...] = ()
+        if acd is not None:
+            state, reason, since, queues = acd
+        elif not registered:
             state = "offline"
         elif ext.dnd:
             state = "dnd"
@@ -628,14 +797,20 @@ class Pbx:
             state = "available"
         cur = self.live.agents.get(number)
         call_id = next((l.call.id for l in legs if l.call is not None), "")
-        if cur is None or cur.state != state or cur.registered != registered or cur.call_id != call_id:
+        if cur is None or cur.state != state or cur.registered != registered or cur.call_id != call_id \
+                or cur.reason != reason or cur.queues != queues:
             self.live.put_agent(LiveAgent(extension=number, name=ext.name, state=state,
                                           since=now if cur is None or cur.state != state else cur.since,
-                                          queues=cur.queues if cur else (), call_id=call_id, registered=registered))
+                                          reason=reason, queues=queues, call_id=call_id, registered=registered))
 
     # ------------------------------------------------------------------ media
     def on_media_event(self, event: Any) -> None:
-        from firmware.media import DtmfReceived, RecorderError, RtpTimeout
+        from firmware.media import DtmfReceived, PlayerDone, RecorderError, RtpTimeout
+        if isinstance(event, PlayerDone):
+            fut = self._player_waiters.pop(event.player_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(event.reason)
+            return
         if isinstance(event, DtmfReceived):
             leg = self.channel_legs.get(event.channel_id)
             if leg is not None:
@@ -690,6 +865,111 @@ class Pbx:
         self.events.add(call.id, "recording_started", path=rel)
         self.call_changed(call)
 
+    # ------------------------------------------------------------------ prompts
+    def language_of(self, extension: str | None) -> str:
+        ext = self.prov.extension(extension) if extension else None
+        return (ext.language if ext is not None and ext.language else None) or self.prov.system.language
+
+    async def prompt_path(self, prompt: str, language: str) -> str | None:
+        """A ready 8 kHz WAV for a prompt (text spoken by espeak-ng, or a .wav), or None when it
+        is missing or failed to generate (the caller then hears beeps, never dead air)."""
+        try:
+            path = await asyncio.get_running_loop().run_in_executor(
+                None, self.prompts.resolve, prompt, language, self.config.prompts_dir)
+            return str(path)
+        except PromptError as e:
+            log.error("prompt %r (%s) unusable: %s", prompt[:40], language, e)
+            return None
+
+    def start_player(self, target: Any, *, path: str | None = None, pcm: bytes | None = None,
+                     loop: bool = False) -> tuple[Any, asyncio.Future]:
+        """Start a player; the future resolves when it ends (finished / stopped / target_gone)."""
+        from firmware.media.prompts import beep_pcm
+        if path is None and pcm is None:
+            pcm = beep_pcm()
+        player = self.engine.play(target, path=path, loop=loop) if path else self.engine.play(target, pcm=pcm, loop=loop)
+        fut = asyncio.get_running_loop().create_future()
+        self._player_waiters[player.id] = fut
+        return player, fut
+
+    async def play_prompt(self, leg: Leg, prompt: str, language: str) -> str:
+        """Play a prompt into a leg and wait for its end (or the leg's). Returns why it ended."""
+        if leg.channel is None or leg.state == "ended":
+            return "target_gone"
+        path = await self.prompt_path(prompt, language)
+        if leg.channel is None:
+            return "target_gone"
+        player, fut = self.start_player(leg.channel, path=path)
+        done, _ = await asyncio.wait({fut, leg.ended}, return_when=asyncio.FIRST_COMPLETED)
+        if fut in done:
+            return fut.result()
+        try:
+            player.stop()
+        except Exception:
+            pass
+        return "target_gone"
+
+    async def say(self, leg: Leg, text: str, language: str) -> str:
+        return await self.play_prompt(leg, text, language)
+
+    # ------------------------------------------------------------------ features
+    def set_dnd(self, extension: str, on: bool) -> None:
+        self.config.update("extension", extension, {"dnd": on})
+        self.centre.dnd_changed(extension, on)
+
+    def cycle_override(self, number: str | None) -> str:
+        """Business-hours override from a phone: to "closed", or back to "auto"."""
+        tcs = [t for t in self.prov.timeconditions if number is None or t.number == number]
+        if not tcs:
+            raise KeyError(f"no time condition {number}")
+        mode = "auto" if all(t.override == "closed" for t in tcs) else "closed"
+        for t in tcs:
+            self.config.update("timecondition", t.number, {"override": mode})
+        return mode
+
+    async def set_override(self, timecondition: str, mode: str) -> None:  # BoxControl
+        if mode not in ("auto", "open", "closed"):
+            raise ControlError(f"override must be auto, open or closed, not {mode!r}")
+        if self.prov.timecondition(timecondition) is None:
+            raise ControlError(f"no time condition {timecondition}")
+        self.config.update("timecondition", timecondition, {"override": mode})
+
+    async def pickup(self, call: Call, target: str | None) -> bool:
+        """Answer a call that rings a colleague (*8: my pickup group; **<ext>: that extension)."""
+        picker = call.caller
+        me = self.prov.extension(picker.extension)
+        group = me.pickup_group if me is not None else ""
+        best: tuple[float, Call, Leg] | None = None
+        for other in self.active_calls.values():
+            if other is call or other.peer is not None or other.pickup.done():
+                continue
+            for leg in other.ringing_legs:
+                if not leg.extension or leg.extension == picker.extension or leg.answered:
+                    continue
+                if target is not None and leg.extension != target:
+                    continue
+                if target is None and group:
+                    theirs = self.prov.extension(leg.extension)
+                    if theirs is None or theirs.pickup_group != group:
+                        continue
+                if best is None or other.started_at < best[0]:
+                    best = (other.started_at, other, leg)
+        if best is None:
+            return False
+        _, ringing, _ = best
+        if not picker.answer():
+            return False
+        call.detach(picker)
+        ringing.add_leg(picker)
+        picker.role = "callee"
+        self.calls.add_leg(ringing.id, kind=picker.kind, endpoint=picker.number, role="callee", leg_id=picker.id)
+        self.events.add(ringing.id, "pickup", agent=picker.extension)
+        self.events.add(call.id, "pickup", result=f"picked up call {ringing.id}")
+        ringing.pickup.set_result(picker)
+        call.status = "answered"
+        call.end()
+        return True
+
     # ------------------------------------------------------------------ transfer (REFER)
     def transfer_requested(self, leg: Leg, request: SipRequest) -> int:
         return 603
@@ -708,6 +988,88 @@ class Pbx:
                  "transport": b.transport, "user_agent": b.user_agent, "expires_at": b.expires_at,
                  "reachable": b.reachable, "rtt_ms": b.rtt_ms, "nat": b.nat} for b in self.registrar.all(now)]
 
+    async def agent_queue(self, extension: str, queue: str, logged_in: bool) -> None:
+        await self.centre.agent_queue(extension, queue, logged_in)
+
+    async def agent_status(self, extension: str, status: str, reason: str = "") -> None:
+        await self.centre.agent_status(extension, status, reason)
+
+    async def listen(self, call_id: str, manager_extension: str, mode: str) -> None:
+        await self.centre.listen(call_id, manager_extension, mode)
+
+    async def originate(self, agent_extension: str, number: str, *, note: str = "") -> str:
+        """Click-to-call: ring the agent's desk phone, then dial `number` with the agent's rights."""
+        ext = self.prov.extension(agent_extension)
+        if ext is None:
+            raise ControlError(f"no extension {agent_extension}")
+        number = number.strip().replace(" ", "").replace("-", "")
+        if not number or not _looks_external(number) and self.prov.extension(number) is None:
+            raise ControlError(f"{number!r} is not a number the box can dial")
+        bindings = self.registrar.lookup(agent_extension, self.clock())
+        if not bindings:
+            raise ControlError(f"extension {agent_extension} has no registered phone")
+        legs = [self.make_agent_leg(ext, b, role="caller") for b in bindings]
+        call = self.new_outbound_call(legs[0], number=number)
+        if self.prov.extension(number) is not None:
+            call.direction = "internal"
+            self.calls.update_call(call.id, direction="internal", to_extension=number)
+        if note:
+            self.calls.set_note(call.id, note=note)
+        for leg, b in zip(legs, bindings):
+            self.start_agent_leg(call, leg, display=f"Call {number}", from_number=number, binding=b)
+        self.spawn(self._run_originate(call, legs, number), name=f"originate {call.id}")
+        return call.id
+
+    async def _run_originate(self, call: Call, legs: list[Leg], number: str) -> None:
+        try:
+            winner = await self._wait_parallel(legs, timeout=30)
+            if winner is None:
+                call.status = "failed"
+                self.events.add(call.id, "route", result="the agent's phone did not answer")
+                call.end()
+                return
+            for leg in legs:
+                if leg is not winner:
+                    call.detach(leg)
+            call.caller = winner
+            winner.role = "caller"
+            self.events.add(call.id, "originate", agent=winner.extension, result="agent answered")
+            winner.on_digit_hook = None
+            dest = self.prov.extension(number)
+            if dest is not None:
+                outcome = await self.goto(call, Destination("extension", number))
+            else:
+                if not self._may_dial(call, number):
+                    call.end()
+                    return
+                outcome = await self.carrier.dial_external(call, number)
+                if outcome not in ("answered", "cancelled"):
+                    call.status = {"busy": "busy", "no_answer": "no_answer"}.get(outcome, "failed")
+                    if winner.state != "ended":
+                        winner.hangup(16)
+            if call.peer is not None and call.peer.answered:
+                await call.done
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("click-to-call %s failed", call.id)
+        finally:
+            if call.ended_at is None:
+                call.end()
+            self._finish_call(call)
+
+    def trunks(self) -> list[dict[str, Any]]:
+        return self.carrier.status()
+
+    async def modem_test(self, trunk: str) -> dict[str, Any]:
+        return await self.carrier.modem_test(trunk)
+
+    async def modem_ussd(self, trunk: str, code: str) -> str:
+        return await self.carrier.ussd(trunk, code)
+
+    async def send_sms(self, trunk: str, number: str, text: str) -> None:
+        await self.carrier.send_sms(trunk, number, text)
+
     def system_status(self) -> dict[str, Any]:
         st = system_status(str(self.data_dir), self.started_at, self.version)
         st["recording_alarm"] = self.recordings.alarm
@@ -724,6 +1086,11 @@ class Pbx:
         except PromptError as e:
             raise ControlError(str(e)) from None
         return Path(path).read_bytes()
+
+
+def _looks_external(number: str) -> bool:
+    import re
+    return re.fullmatch(r"\+?[0-9]{3,20}", number) is not None
 
 
 def behind_nat(req: SipRequest, source: Addr) -> bool:
