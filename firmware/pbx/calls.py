@@ -258,6 +258,7 @@ class SipLeg(Leg):
         self.state = "answered"
         self.answered_at = time.time()
         self._set_outcome("answered")
+        self.pbx.leg_answered(self)
         if self.call is not None:
             self.call.on_leg_answered(self)
 
@@ -366,6 +367,7 @@ class SipLeg(Leg):
         self.state = "answered"
         self.answered_at = time.time()
         self._set_outcome("answered")
+        self.pbx.leg_answered(self)
         return True
 
     def reject(self, status: int, reason: str | None = None, headers: list[tuple[str, str]] | None = None) -> None:

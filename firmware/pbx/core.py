@@ -91,6 +91,8 @@ class Pbx:
         self.centre = CallCentre(self)
         self.features = Features(self)
         self.carrier = Trunks(self)
+        from firmware.pbx.blf import Blf
+        self.blf = Blf(self)
         """Trunks and modem lines (firmware.pbx.trunks)."""
         self.sip_bind: tuple[str, int] = ("0.0.0.0", 5060)
 
@@ -144,6 +146,7 @@ class Pbx:
             await self.carrier.stop()
         except Exception:
             log.exception("stopping trunks")
+        self.blf.stop()
         for call in list(self.active_calls.values()):
             call.end(cause=16)
             self._finish_call(call, "system")
@@ -201,6 +204,8 @@ class Pbx:
             self._on_invite(ev)
         elif m == "OPTIONS":
             self._respond(ev, 200, headers=[("Allow", ALLOW), ("Supported", SUPPORTED), ("Accept", "application/sdp")])
+        elif m == "SUBSCRIBE":
+            self.blf.on_subscribe(ev)
         elif m in ("BYE", "INFO", "UPDATE", "PRACK", "NOTIFY", "REFER"):
             self._respond(ev, 481, "Call/Transaction Does Not Exist")
         else:
@@ -704,9 +709,15 @@ class Pbx:
         busy = any(not (l.acd_offer and not l.answered) for l in self.ext_legs.get(ext, ()))
         self.centre.extension_busy(ext, busy)
         self._refresh_agent(ext)
+        self.blf.changed(ext)
+
+    def leg_answered(self, leg: Leg) -> None:
+        if leg.extension:
+            self._ext_state_changed(leg.extension)
 
     def agent_changed(self, ext: str) -> None:
         self._refresh_agent(ext)
+        self.blf.changed(ext)
 
     def schedule_end(self, call: Call, leg: Leg) -> None:
         """One party hung up: end the call (other legs get BYE/CANCEL)."""
@@ -972,7 +983,124 @@ class Pbx:
 
     # ------------------------------------------------------------------ transfer (REFER)
     def transfer_requested(self, leg: Leg, request: SipRequest) -> int:
-        return 603
+        """REFER from a party of a call: blind transfer (Refer-To a number) or attended transfer
+        (Refer-To with Replaces naming the transferor's other call). Returns the REFER status."""
+        call = leg.call
+        try:
+            target = request.refer_to
+        except SipParseError:
+            return 400
+        if call is None or target is None or not isinstance(target.uri, SipUri):
+            return 400
+        other = call.other(leg)
+        if other is None or not other.answered or other.state == "ended":
+            return 603
+        replaces = _replaces_of(target.uri)
+        loop = asyncio.get_running_loop()
+        if replaces is not None:
+            assert self.ua is not None
+            session = self.ua.find_replaced(*replaces)
+            leg2 = getattr(session, "listener", None)
+            call2 = getattr(leg2, "call", None)
+            if call2 is None or call2 is call or leg2 is None:
+                return 481
+            third = call2.other(leg2)
+            if third is None or third.state == "ended":
+                return 481
+            loop.call_soon(self._attended_transfer, call, leg, other, call2, leg2, third)
+            return 202
+        number = target.uri.user or ""
+        if not number:
+            return 400
+        if self.prov.extension(number) is None and leg.extension and not self._transfer_allowed(leg, number):
+            return 403
+        loop.call_soon(lambda: self.spawn(self._blind_transfer(call, leg, other, number), name=f"transfer {call.id}"))
+        return 202
+
+    def _transfer_allowed(self, leg: Leg, number: str) -> bool:
+        try:
+            dest = self.prov.resolve(number)
+        except ValueError:
+            dest = Destination("external", number) if _looks_external(number) else None
+        if dest is None:
+            return False
+        if dest.kind != "external":
+            return True
+        cls = classify(number, plan_for(self.prov.system.country_code or "48"), {e.number for e in self.prov.extensions})
+        return allowed(self.prov.extension_permissions(leg.extension), cls)
+
+    async def _blind_transfer(self, call: Call, transferor: Leg, stays: Leg, number: str) -> None:
+        """The transferor leaves; the party who stays hears ringback while `number` rings."""
+        if isinstance(transferor, SipLeg) and transferor.session is not None:
+            transferor.session.notify_refer(100, "Trying", final=False)
+        self.events.add(call.id, "transfer", agent=transferor.extension, result=f"blind to {number}")
+        call.detach(transferor)
+        if call.peer is transferor or call.caller is transferor:
+            pass
+        call.caller, call.peer = stays, None
+        call.answered_at = call.answered_at
+        if call.recorder is not None:
+            try:
+                call.recorder.stop()
+            except Exception:
+                pass
+            call.recorder = None
+        if isinstance(transferor, SipLeg) and transferor.session is not None:
+            transferor.session.notify_refer(200, "OK", final=True)
+        # RFC 5589: the transferor hangs up after the final NOTIFY; make sure it does
+        self.spawn(self._hangup_later(transferor, 4.0))
+        ring = None
+        if stays.channel is not None:
+            try:
+                ring = self.engine.play_tone(stays.channel, "ringback", country=self._tone_country())
+                ring._leg = stays
+                call.players.append(ring)
+            except Exception:
+                ring = None
+        try:
+            dest = self.prov.resolve(number)
+        except ValueError:
+            dest = Destination("external", number)
+        await self.goto(call, dest)
+
+    async def _hangup_later(self, leg: Leg, seconds: float) -> None:
+        done, _ = await asyncio.wait({leg.ended}, timeout=seconds)
+        if not done:
+            leg.hangup(16)
+
+    def _tone_country(self) -> str:
+        return {"48": "pl", "7": "ru", "359": "bg", "44": "uk", "1": "us"}.get(self.prov.system.country_code, "eu")
+
+    def _attended_transfer(self, call1: Call, transferor: Leg, stays: Leg, call2: Call, transferor2: Leg,
+                           third: Leg) -> None:
+        """Connect the party of call 1 with the party of call 2; the transferor leaves both."""
+        if isinstance(transferor, SipLeg) and transferor.session is not None:
+            transferor.session.notify_refer(200, "OK", final=True)
+        self.events.add(call1.id, "transfer", agent=transferor.extension, result=f"attended to {third.number}")
+        self.events.add(call2.id, "transfer", agent=transferor.extension, result=f"joined with call {call1.id}")
+        for c, t in ((call1, transferor), (call2, transferor2)):
+            c.detach(t)
+            if c.recorder is not None:
+                try:
+                    c.recorder.stop()
+                except Exception:
+                    pass
+                c.recorder = None
+        call2.detach(third)
+        call1.caller = stays
+        call1.add_leg(third)
+        third.role = "callee"
+        if not third.answered and isinstance(third, SipLeg):
+            # transferring while the third party still rings: they are connected when they answer
+            call1.peer = third
+        else:
+            call1.talk(third)
+        call1.peer = third
+        self.calls.update_call(call1.id, answered_by=third.extension or third.number)
+        call2.status = "answered"
+        call2.end()
+        for t in (transferor, transferor2):
+            self.spawn(self._hangup_later(t, 4.0))
 
     # ------------------------------------------------------------------ BoxControl
     def bans(self) -> list[dict[str, Any]]:
@@ -1086,6 +1214,18 @@ class Pbx:
         except PromptError as e:
             raise ControlError(str(e)) from None
         return Path(path).read_bytes()
+
+
+def _replaces_of(uri: SipUri) -> tuple[str, str, str] | None:
+    """(call-id, our tag, their tag) from a Refer-To URI's ?Replaces= header (RFC 3891)."""
+    from urllib.parse import unquote
+    for name, value in uri.headers:
+        if name.lower() == "replaces":
+            parts = unquote(value).split(";")
+            params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+            if "to-tag" in params and "from-tag" in params:
+                return parts[0], params["to-tag"], params["from-tag"]
+    return None
 
 
 def _looks_external(number: str) -> bool:

@@ -260,8 +260,7 @@ class InviteSession:
             self.ua.respond(ev, code)
         elif m == "REFER":
             code = _notify(self.listener, "on_refer", req, default=603) or 603
-            if code >= 300:
-                self.ua.respond(ev, code)
+            self.ua.respond(ev, code)
         elif m == "NOTIFY":
             self.ua.respond(ev, 200)
             _notify(self.listener, "on_notify", req)
@@ -360,6 +359,13 @@ class InviteSession:
             return
         req = self.dialog.create_request(method, headers=headers or [], body=body, content_type=content_type)
         self.ua.request(req, self.peer, on_response or (lambda ev: None))
+
+    def notify_refer(self, status: int, reason: str, final: bool) -> None:
+        """Progress of a transfer we accepted (RFC 3515 section 2.4.5: NOTIFY with sipfrag)."""
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        self.send_in_dialog("NOTIFY", headers=[("Event", "refer"), ("Subscription-State", state)],
+                            body=f"SIP/2.0 {status} {reason}\r\n".encode(),
+                            content_type="message/sipfrag;version=2.0")
 
     def send_info_dtmf(self, digit: str, duration_ms: int = 160) -> None:
         body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()

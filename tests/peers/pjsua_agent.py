@@ -140,8 +140,14 @@ class Agent:
         self.calls[call].xferReplaces(self.calls[other], pj.CallOpParam(True))
         return {}
 
-    def dtmf(self, call: int, digits: str) -> dict:
-        self.calls[call].dialDtmf(digits)
+    def dtmf(self, call: int, digits: str, method: str = "rfc2833") -> dict:
+        if method == "info":
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+            prm.digits = digits
+            self.calls[call].sendDtmf(prm)
+        else:
+            self.calls[call].dialDtmf(digits)
         return {}
 
     def play(self, call: int, wav: str, loop: bool = True) -> dict:
