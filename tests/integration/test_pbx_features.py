@@ -117,3 +117,45 @@ def test_dtmf_sip_info_reaches_the_other_phone_as_rfc4733(office, pj_phones):
     a.cmd("sleep", seconds=2)
     assert a.cmd("info", call=ca)["dtmf"] == "7*"
     a.cmd("hangup", call=ca)
+
+
+def _expect_notify(n: int, pattern: str) -> str:
+    from xml.sax.saxutils import escape
+    return f'''  <recv request="NOTIFY">
+    <action><ereg regexp="{escape(pattern)}" search_in="body" check_it="true" assign_to="n{n}"/></action>
+  </recv>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <Reference variables="n{n}"/>
+'''
+
+
+def test_busy_lamp_field_follows_a_colleague(office, pj_phones):
+    from tests.integration.test_pbx_sipp import auth, sipp
+    # the lamp of 203's key for 202: idle, ringing, in a call, idle
+    expect = "".join(_expect_notify(i, p) for i, p in enumerate([
+        "dialog-info[^>]*>\\s*</dialog-info>", "<state>early</state>",
+        "<state>confirmed</state>", "dialog-info[^>]*>\\s*</dialog-info>"]))
+    w = sipp(office, "blf", "blf_watch.xml", csv=f"SEQUENTIAL\n203;{auth('203')};202\n",
+             template={"EXPECT": expect}, args=("-m", "1", "-timeout", "40s", "-timeout_error")).start()
+    a = pj_phones("201")
+    b = pj_phones("202")
+    time.sleep(1.5)
+    r = a.cmd("dial", uri=office.uri("202"))
+    inc = b.wait_event("incoming")
+    time.sleep(1)
+    b.cmd("answer", call=inc["call"])
+    a.cmd("wait_state", call=r["call"], states=["CONFIRMED"], timeout=10)
+    time.sleep(1)
+    a.cmd("hangup", call=r["call"])
+    res = w.wait(30)
+    assert res.returncode == 0 and res.successful == 1, (res.errors[-3000:])
