@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "jbuf.h"
 #include "pbxcore.h"
@@ -214,6 +215,10 @@ typedef struct recorder {
     int sync_interval_ms;
     int channels;
     int closed;
+    dev_t dev;                  /* filesystem, for one syncfs per filesystem */
+    int sync_pending;           /* header rewritten, not yet durable */
+    int final_header;           /* the header after the last data is written */
+    int pending_err;            /* a write or sync failed: end the recording */
     struct recorder *wnext;
 } recorder_t;
 

@@ -3,8 +3,8 @@
  *
  * The engine thread appends each tick's frames to the recorder's ring under wr_mu (a
  * memcpy, never a system call). The writer thread drains the rings in large writes,
- * rewrites the header and fdatasync()s at least every sync_interval_ms, so a power cut
- * loses at most about that much. A full ring drops audio (counted), never blocks.
+ * rewrites the header and makes the file durable at least every sync_interval_ms, so a
+ * power cut loses at most about that much. A full ring drops audio (counted), never blocks.
  * Write errors (ENOSPC, EIO, EFBIG) end the recording with PBX_EV_RECORDER_ERROR; the
  * call goes on.
  */
@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -91,24 +92,67 @@ static void writer_fail(engine_t *e, recorder_t *r, int err)
     post_end(e, r, PBX_EV_RECORDER_ERROR, err);
 }
 
+/*
+ * Durability once per cycle for all recordings: one syncfs() per filesystem instead of one
+ * fdatasync() per file (100 recordings on an SD card would otherwise queue 100 journal
+ * commits a second). If syncfs reports an error, each file is fdatasync()ed to find which.
+ */
+#define MAX_DEVS 8
+
+static void sync_pending(engine_t *e)
+{
+    dev_t devs[MAX_DEVS];
+    int fds[MAX_DEVS], nd = 0, overflow = 0;
+    for (recorder_t *r = e->wr_list; r; r = r->wnext) {
+        if (!r->sync_pending || r->closed)
+            continue;
+        int k = 0;
+        while (k < nd && devs[k] != r->dev)
+            k++;
+        if (k == nd) {
+            if (nd == MAX_DEVS) {
+                overflow = 1;
+                continue;
+            }
+            devs[nd] = r->dev;
+            fds[nd++] = r->fd;
+        }
+    }
+    int bad[MAX_DEVS] = {0};
+    pthread_mutex_unlock(&e->wr_mu);
+    for (int k = 0; k < nd; k++)
+        bad[k] = syncfs(fds[k]) < 0;
+    pthread_mutex_lock(&e->wr_mu);
+    for (recorder_t *r = e->wr_list; r; r = r->wnext) {
+        if (!r->sync_pending || r->closed)
+            continue;
+        int k = 0;
+        while (k < nd && devs[k] != r->dev)
+            k++;
+        if (k < nd && !bad[k]) {
+            r->sync_pending = 0;
+            continue;
+        }
+        (void)overflow;
+        pthread_mutex_unlock(&e->wr_mu);
+        int err = fdatasync(r->fd) < 0 && errno != EINVAL ? errno : 0;
+        pthread_mutex_lock(&e->wr_mu);
+        r->sync_pending = 0;
+        if (err && !r->pending_err)
+            r->pending_err = err;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     engine_t *e = arg;
     pthread_mutex_lock(&e->wr_mu);
     for (;;) {
         int64_t now = pbx__now_us();
-        recorder_t **pp = &e->wr_list;
-        while (*pp) {
-            recorder_t *r = *pp;
+        /* 1: data and headers */
+        for (recorder_t *r = e->wr_list; r; r = r->wnext) {
             if (r->closed) {
-                if (r->stopping) {
-                    *pp = r->wnext;
-                    free(r->ring);
-                    free(r);
-                } else {
-                    r->fill = 0;
-                    pp = &r->wnext;
-                }
+                r->fill = 0;
                 continue;
             }
             int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
@@ -127,34 +171,54 @@ static void *writer_main(void *arg)
                 r->data_bytes += done;
             }
             if (!err && (sync_due || r->stopping)) {
+                int final = r->stopping && r->fill == 0;
                 pthread_mutex_unlock(&e->wr_mu);
                 err = write_header(r);
-                if (!err && fdatasync(r->fd) < 0 && errno != EINVAL)
-                    err = errno;
                 pthread_mutex_lock(&e->wr_mu);
                 r->last_sync_us = now;
+                r->sync_pending = 1;
+                r->final_header |= final;
             }
-            if (err) {
-                r->failed = err;
+            if (err && !r->pending_err)
+                r->pending_err = err;
+        }
+        /* 2: make it durable */
+        sync_pending(e);
+        /* 3: failures, finished recordings */
+        recorder_t **pp = &e->wr_list;
+        while (*pp) {
+            recorder_t *r = *pp;
+            if (r->closed) {
+                if (r->stopping) {
+                    *pp = r->wnext;
+                    free(r->ring);
+                    free(r);
+                    continue;
+                }
+            } else if (r->pending_err) {
+                r->failed = r->pending_err;
                 pthread_mutex_unlock(&e->wr_mu);
-                writer_fail(e, r, err);
+                writer_fail(e, r, r->failed);
                 pthread_mutex_lock(&e->wr_mu);
                 r->closed = 1;
-                continue;
-            }
-            if (r->stopping) {
+            } else if (r->stopping && r->final_header && !r->sync_pending) {
                 pthread_mutex_unlock(&e->wr_mu);
                 close(r->fd);
                 r->fd = -1;
                 post_end(e, r, PBX_EV_RECORDER_STOPPED, 0);
                 pthread_mutex_lock(&e->wr_mu);
                 r->closed = 1;
-                continue;
+                continue;   /* freed on the next pass */
             }
             pp = &r->wnext;
         }
         if (e->wr_quit && !e->wr_list)
             break;
+        int pending = 0;
+        for (recorder_t *r = e->wr_list; r; r = r->wnext)
+            pending |= r->stopping;
+        if (pending)
+            continue;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 100 * 1000000L;
@@ -361,6 +425,9 @@ int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_par
         free(r);
         return err == ENOSPC ? PBX_ENOSPC : (err == ENOENT || err == ENOTDIR ? PBX_ENOTFOUND : PBX_EIO);
     }
+    struct stat sb;
+    if (fstat(r->fd, &sb) == 0)
+        r->dev = sb.st_dev;
     uint8_t h[44];
     pbx__wav_header(h, r->channels, 8000, 0);
     size_t done;
