@@ -254,3 +254,24 @@ def test_reinvite_moves_the_stream(engine):
         old.collect(0.05)
         assert len(new.audio_packets()) >= 10 and {p.payload_type for p in new.audio_packets()} == {8}
         assert old.received == []
+
+
+def test_ipv6_relay(engine):
+    a = engine.rtp_channel(local_ip="::1")
+    b = engine.rtp_channel(local_ip="::1")
+    pa = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    pb = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        pa.bind(("::1", 0))
+        pb.bind(("::1", 0))
+        pb.settimeout(2)
+        a.configure(remote=pa.getsockname()[:2], payload_type=0)
+        b.configure(remote=pb.getsockname()[:2], payload_type=8)
+        br = engine.bridge([a, b])  # noqa: F841
+        pa.sendto(struct.pack("!BBHII", 0x80, 0, 7, 1000, 5) + b"\xff" * 160, ("::1", a.local_port))
+        data, addr = pb.recvfrom(2000)
+        assert len(data) == 172 and data[1] & 0x7F == 8 and data[12:] == b"\xd5" * 160
+        assert addr[1] == b.local_port and b.stats().remote == ("::1", pb.getsockname()[1])
+    finally:
+        pa.close()
+        pb.close()
