@@ -443,7 +443,9 @@ class Call:
         self.ringing_legs: set[Leg] = set()
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.on_answer_hook: Any = None
-        self.record_policy = "always"
+        self.record_policy: str | None = None
+        """always | never | on_demand when a route or queue decided; None: the parties' or the box's."""
+        self._dtmf_buffers: dict[str, tuple[str, float]] = {}
         self.pickup: asyncio.Future[Leg] = asyncio.get_running_loop().create_future()
         """Resolved with the leg of a colleague who picked the call up while it rang."""
         self.ended_side = ""
@@ -505,7 +507,17 @@ class Call:
         self.pbx.call_changed(self)
 
     def on_leg_digit(self, leg: Leg, digit: str) -> None:
-        pass
+        """Digits typed during a conversation: the on-demand recording code (e.g. *1)."""
+        if self.peer is None or not leg.extension:
+            return
+        text, at = self._dtmf_buffers.get(leg.id, ("", 0.0))
+        now = time.time()
+        text = (text if now - at < 3 else "") + digit
+        self._dtmf_buffers[leg.id] = (text[-6:], now)
+        code = self.pbx.prov.system.features.record
+        if code and text.endswith(code):
+            self._dtmf_buffers[leg.id] = ("", now)
+            self.pbx.record_on_demand(self, leg)
 
     def relay_digit(self, leg: Leg, digit: str) -> None:
         """A digit that did not travel as RTP (SIP INFO) goes to the other party."""

@@ -851,8 +851,29 @@ class Pbx:
             log.warning("music on hold not played: %s", e)
             return None
 
-    def start_recording(self, call: Call) -> None:
-        if call.recorder is not None or call.bridge is None or call.record_policy == "never":
+    def recording_policy(self, call: Call) -> str:
+        """always | never | on_demand: the route's or queue's choice, else the first of the
+        parties' extensions that has one, else the box's default."""
+        if call.record_policy:
+            return call.record_policy
+        for leg in (call.peer, call.caller):
+            if leg is not None and leg.extension:
+                ext = self.prov.extension(leg.extension)
+                if ext is not None and ext.record:
+                    return ext.record
+        return self.prov.system.recording.policy
+
+    def record_on_demand(self, call: Call, leg: Leg) -> None:
+        if call.recorder is not None:
+            return
+        self.events.add(call.id, "record_on_demand", agent=leg.extension)
+        self.start_recording(call, forced=True)
+
+    def start_recording(self, call: Call, forced: bool = False) -> None:
+        if call.recorder is not None or call.bridge is None:
+            return
+        policy = self.recording_policy(call)
+        if policy == "never" or (policy == "on_demand" and not forced):
             return
         perm = self.recordings.may_record()
         if not perm.allowed:
