@@ -4,6 +4,7 @@
                            [--sip-bind HOST:PORT] [--web-bind HOST:PORT]
                            [--rtp-ports LO-HI] [--demo]
     python -m firmware check FILE.toml
+    python -m firmware bans [--data-dir DIR] list | lift IP
 """
 from __future__ import annotations
 
@@ -51,7 +52,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check", help="validate a provisioning file (exit 1 with line-precise errors)")
     chk.add_argument("file", metavar="FILE.toml")
+
+    bans = sub.add_parser("bans", help="list or lift SIP bans (brute-force and scanner protection)")
+    bans.add_argument("--data-dir", metavar="DIR", default=None, help="the box's data directory")
+    bans_sub = bans.add_subparsers(dest="action", required=True)
+    bans_sub.add_parser("list", help="banned addresses with reason and end time")
+    lift = bans_sub.add_parser("lift", help="lift the ban of an address (a running box notices within seconds)")
+    lift.add_argument("ip")
     return p
+
+
+def _bans(args: argparse.Namespace) -> int:
+    import ipaddress
+    import os
+    import time
+
+    from firmware.aio.service import DEFAULT_DATA_DIR
+    from firmware.store.calls import CallStore
+
+    data_dir = args.data_dir or DEFAULT_DATA_DIR
+    path = os.path.join(data_dir, "calls.sqlite")
+    if not os.path.exists(path):
+        print(f"no call store in {data_dir} (use --data-dir)", file=sys.stderr)
+        return 1
+    store = CallStore(path)
+    try:
+        now = time.time()
+        if args.action == "list":
+            rows = [b for b in store.load_bans() if b[3] > now]
+            if not rows:
+                print("no banned addresses")
+            for ip, reason, at, until in rows:
+                print(f"{ip:40} until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))}  {reason}")
+            return 0
+        try:
+            ipaddress.ip_address(args.ip)
+        except ValueError:
+            print(f"{args.ip!r} is not an IP address", file=sys.stderr)
+            return 2
+        if not any(b[0] == args.ip for b in store.load_bans()):
+            print(f"{args.ip} is not banned", file=sys.stderr)
+            return 1
+        store.delete_ban(args.ip)
+        store.flush()
+        print(f"ban of {args.ip} lifted")
+        return 0
+    finally:
+        store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.file}: OK")
         return 0
+    if args.command == "bans":
+        return _bans(args)
     if args.command == "run":
         from firmware.aio.service import run_from_args
 

@@ -119,6 +119,7 @@ class Pbx:
         self.digest = DigestServer(system.realm, self.config.secret,
                                    algorithms=tuple(ALGORITHM_NAMES[a] for a in system.auth_algorithms))
         self._every(1.0, self._tick)
+        self._every(5.0, self.security.reload)
         self._every(float(system.nat_keepalive_s), self._keepalive)
         self.config.subscribe(self._config_changed)
         self.centre.configure()

@@ -174,6 +174,18 @@ class SecurityPolicy:
             return False
         return True
 
+    def reload(self) -> None:
+        """Re-read the bans from the store (they may have been lifted from the command line)."""
+        if self.store is None:
+            return
+        now = self.wall()
+        fresh = {ip: Ban(ip, reason, at, until) for ip, reason, at, until in self.store.load_bans() if until > now}
+        # a ban made in the last seconds may still be on its way to the disk: keep it
+        for ip, b in self._bans.items():
+            if ip not in fresh and b.banned_at > now - 10:
+                fresh[ip] = b
+        self._bans = fresh
+
     def bans(self) -> list[Ban]:
         now = self.wall()
         return sorted((b for b in self._bans.values() if b.until > now), key=lambda b: b.banned_at)

@@ -184,3 +184,22 @@ def test_calls_without_credentials_never_leave_the_box(office):
     assert r.successful == 0
     with office.db() as c:
         assert c.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+
+
+def test_bans_listed_and_lifted_from_the_command_line(office):
+    import subprocess
+    import sys
+    attacker = "127.0.0.78"
+    sipp(office, "bf2", "register_wrong.xml", ip=attacker,
+         args=("-s", "201", "-au", "201", "-ap", "nope-nope-1", "-m", "7", "-r", "5", "-timeout", "15s")).run(30)
+    time.sleep(0.5)
+    cli = [sys.executable, "-m", "firmware", "bans", "--data-dir", str(office.box.data_dir)]
+    out = subprocess.run(cli + ["list"], capture_output=True, text=True, timeout=30)
+    assert attacker in out.stdout and "authentication failures" in out.stdout
+    out = subprocess.run(cli + ["lift", attacker], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "lifted" in out.stdout
+    assert subprocess.run(cli + ["lift", "not-an-ip"], capture_output=True, text=True, timeout=30).returncode == 2
+    time.sleep(6)  # the running box re-reads its bans every 5 s
+    r = sipp(office, "bf3", "register_wrong.xml", ip=attacker,
+             args=("-s", "201", "-au", "201", "-ap", "nope-nope-1", "-m", "1", "-timeout", "10s")).run(20)
+    assert r.successful == 1, "the lifted address is still ignored"
