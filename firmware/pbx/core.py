@@ -33,6 +33,10 @@ from firmware.sip.uri import Address, SipUri
 log = logging.getLogger("firmware.pbx")
 
 ALGORITHM_NAMES = {"md5": "MD5", "sha256": "SHA-256", "sha512-256": "SHA-512-256"}
+ONE_CHALLENGE_AGENTS = ("baresip",)
+"""User agents whose digest code gives up when any challenge uses an algorithm it does not know
+(libre before 2.x fails with ENOSYS on a SHA-256 challenge): they are offered MD5 alone unless
+their extension is set to SHA-256 only."""
 
 
 class CallEvents:
@@ -236,6 +240,10 @@ class Pbx:
             ext = self.prov.extension(result.username)
             if ext is not None and ext.auth_algorithms:
                 algs = [ALGORITHM_NAMES[a] for a in ext.auth_algorithms]
+        ua = (req.user_agent or "").lower()
+        if any(a in ua for a in ONE_CHALLENGE_AGENTS):
+            configured = algs or list(self.digest.algorithms)
+            algs = ["MD5"] if "MD5" in configured else configured[:1]
         resp = self.digest.challenge(req, now, stale=result.stale, algorithms=algs)
         resp.headers.add("Server", "officebox")
         try:
@@ -818,6 +826,7 @@ class Pbx:
     # ------------------------------------------------------------------ media
     def on_media_event(self, event: Any) -> None:
         from firmware.media import DtmfReceived, PlayerDone, RecorderError, RtpTimeout
+        from firmware.media.events import ChannelError, DleEvent
         if isinstance(event, PlayerDone):
             fut = self._player_waiters.pop(event.player_id, None)
             if fut is not None and not fut.done():
@@ -827,6 +836,11 @@ class Pbx:
             leg = self.channel_legs.get(event.channel_id)
             if leg is not None:
                 leg.got_digit(event.digit)
+        elif isinstance(event, (DleEvent, ChannelError)):
+            # a modem's audio port: V.253 DLE codes and a port that failed go to its leg
+            leg = self.channel_legs.get(event.channel_id)
+            if leg is not None and hasattr(leg, "on_media_event"):
+                leg.on_media_event(event)
         elif isinstance(event, RtpTimeout):
             leg = self.channel_legs.get(event.channel_id)
             if leg is not None and leg.answered and not getattr(leg, "held_by_remote", False) and not leg.held:

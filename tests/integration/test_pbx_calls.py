@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.peers.audio import band_energy_ratio, read_wav, tone, write_wav
+from tests.peers.audio import band_energy_ratio, read_wav, tone, write_wav  # noqa: F401
 
 
 def tone_wav(tmp_path, freq: float, seconds: float = 20.0):
@@ -101,3 +101,48 @@ def test_pyvoip_phones_with_their_bugs_talk_and_hang_up_cleanly(office, pyvoip_p
     callee.wait_event("ended", timeout=10)
     rec = office.wait_call_record(lambda r: r["caller_number"] == "201" and r["answered_by"] == "202")
     assert rec["status"] == "answered" and rec["talk_s"] > 33 and rec["hangup_side"] == "caller"
+
+
+def test_baresip_registers_calls_holds_resumes_and_transfers(office, pj_phones, tmp_path):
+    """baresip (libre) as a desk phone: it gives up on a SHA-256 challenge, so the box offers
+    it MD5 alone; then a call with audio, hold and resume, and a blind transfer."""
+    import socket
+    from pathlib import Path
+
+    from tests.conftest import free_port
+    from tests.integration.conftest import PASSWORDS, free_block
+    from tests.peers.baresip import Baresip
+
+    wav = tmp_path / "bs_tone.wav"
+    write_wav(wav, tone(800, 60, 0.3))
+    bs = Baresip(tmp_path / "baresip", user="201", password=PASSWORDS["201"],
+                 registrar=f"127.0.0.1:{office.sip_port}", sip_port=free_port(socket.SOCK_DGRAM),
+                 rtp_lo=free_block(40), ctrl_port=free_port(), audio_wav=Path(wav))
+    try:
+        deadline = time.monotonic() + 10
+        while "OK" not in bs.cmd("reginfo").get("data", "") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "OK" in bs.cmd("reginfo")["data"], bs.output()
+        b = pj_phones("202", auto_answer=True)
+        c = pj_phones("203", auto_answer=True)
+        bs.cmd("dial", f"sip:202@127.0.0.1:{office.sip_port}")
+        bs.wait_event("CALL_ESTABLISHED", timeout=10)
+        cb = b.wait_event("incoming")["call"]
+        b.cmd("sleep", seconds=2.5)
+        assert heard(b.cmd("info", call=cb)["record"], 800) > 0.8, "202 does not hear baresip"
+        bs.cmd("hold")
+        b.cmd("sleep", seconds=2.5)
+        assert heard(b.cmd("info", call=cb)["record"], 800) < 0.2, "held, yet 202 hears baresip"
+        bs.cmd("resume")
+        b.cmd("sleep", seconds=2.5)
+        assert heard(b.cmd("info", call=cb)["record"], 800) > 0.8, "no audio after resume"
+        bs.cmd("transfer", f"sip:203@127.0.0.1:{office.sip_port}")
+        cc = c.wait_event("incoming", timeout=15)["call"]
+        bs.wait_event("CALL_CLOSED", timeout=15)
+        b.cmd("play", call=cb, wav=tone_wav(tmp_path, 1000))
+        c.cmd("sleep", seconds=2.5)
+        assert heard(c.cmd("info", call=cc)["record"], 1000) > 0.8, "203 does not hear 202 after the transfer"
+        b.cmd("hangup", call=cb)
+        assert c.cmd("wait_state", call=cc, states=["DISCONNECTED"], timeout=10)["state"] == "DISCONNECTED"
+    finally:
+        bs.close()
