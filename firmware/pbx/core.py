@@ -236,8 +236,15 @@ class Pbx:
             if ban is not None:
                 log.warning("banned %s: %s", ban.ip, ban.reason)
         algs = None
-        if result.username:
-            ext = self.prov.extension(result.username)
+        claimed = result.username
+        if not claimed:
+            # before any credentials: the account the request claims (To of a REGISTER, else
+            # From). Only an extension set to its own algorithms gets a different challenge;
+            # unknown users and default extensions get the same one.
+            addr = req.to_addr if req.method == "REGISTER" else req.from_addr
+            claimed = addr.uri.user if isinstance(addr.uri, SipUri) else None
+        if claimed:
+            ext = self.prov.extension(claimed)
             if ext is not None and ext.auth_algorithms:
                 algs = [ALGORITHM_NAMES[a] for a in ext.auth_algorithms]
         ua = (req.user_agent or "").lower()

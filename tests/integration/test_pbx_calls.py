@@ -146,3 +146,46 @@ def test_baresip_registers_calls_holds_resumes_and_transfers(office, pj_phones, 
         assert c.cmd("wait_state", call=cc, states=["DISCONNECTED"], timeout=10)["state"] == "DISCONNECTED"
     finally:
         bs.close()
+
+
+SHA256_ONLY = """
+[[extension]]
+number = "206"
+name = "SHA-256 phone"
+password = "Sha-pass-206-Kj3v9q"
+auth_algorithms = "sha256"
+"""
+
+
+@pytest.mark.parametrize("office", [SHA256_ONLY], indirect=True)
+def test_sha256_only_extension_registers_with_sha256(office, pj_phones):
+    """An extension set to SHA-256 only is challenged with SHA-256 alone (RFC 8760), and a
+    phone that answers it registers; MD5 credentials are refused for it."""
+    import socket
+
+    from firmware.sip.auth import DigestClient
+    from firmware.sip.message import make_request, parse_message
+    from tests.conftest import free_port
+
+    p = pj_phones("206", password="Sha-pass-206-Kj3v9q")    # asserts the 200
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", free_port(socket.SOCK_DGRAM)))
+        s.settimeout(3)
+        port = s.getsockname()[1]
+        reg = make_request("REGISTER", f"sip:127.0.0.1:{office.sip_port}", from_addr="<sip:206@127.0.0.1>",
+                           to_addr="<sip:206@127.0.0.1>", contact=f"<sip:206@127.0.0.1:{port}>",
+                           via=None, headers=[("Expires", "60")])
+        reg.headers.prepend("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-sha-1;rport")
+        s.sendto(bytes(reg), ("127.0.0.1", office.sip_port))
+        challenge = parse_message(s.recv(65535))
+        algs = [c.params.get("algorithm") for c in challenge.www_authenticate]
+        assert challenge.status == 401 and algs == ["SHA-256"]
+        for algorithm, expected in (("MD5", None), ("SHA-256", 200)):
+            client = DigestClient("206", "Sha-pass-206-Kj3v9q", algorithms=(algorithm,))
+            try:
+                again = client.authorize(reg, challenge)
+            except Exception:
+                assert expected is None   # an MD5-only client cannot even answer
+                continue
+            s.sendto(bytes(again), ("127.0.0.1", office.sip_port))
+            assert parse_message(s.recv(65535)).status == expected
