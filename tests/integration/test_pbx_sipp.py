@@ -203,3 +203,18 @@ def test_bans_listed_and_lifted_from_the_command_line(office):
     r = sipp(office, "bf3", "register_wrong.xml", ip=attacker,
              args=("-s", "201", "-au", "201", "-ap", "nope-nope-1", "-m", "1", "-timeout", "10s")).run(20)
     assert r.successful == 1, "the lifted address is still ignored"
+
+
+def test_session_timer_refreshed_by_the_box_and_422_below_min_se(office):
+    """RFC 4028: a phone asking for a 90 s session with the box as refresher gets a refresh
+    re-INVITE before half-time runs out; a request below Min-SE gets 422 with Min-SE: 90."""
+    uas = callee(office, echo=False)
+    register(office, ["202"], uas.port)
+    r = sipp(office, "uac_timer", "caller_timer.xml", csv=caller_csv([("201", "202")]),
+             template={"SE": "90", "REFRESH_WITHIN_MS": "60000"},
+             args=("-m", "1", "-timeout", "90s", "-timeout_error")).run(100)
+    assert r.returncode == 0 and r.successful == 1, (r.stats, r.errors[-2000:])
+    uas.stop()
+    short = sipp(office, "uac_short", "caller_timer.xml", csv=caller_csv([("201", "202")]),
+                 template={"SE": "30", "REFRESH_WITHIN_MS": "1000"}, args=("-m", "1", "-timeout", "15s")).run(20)
+    assert "SIP/2.0 422" in short.messages and "Min-SE: 90" in short.messages
