@@ -63,6 +63,7 @@ class Service:
         self.calls: Any = None
         self.engine: Any = None
         self.pbx: Any = None
+        self.demo_modems: Any = None
 
     # ------------------------------------------------------------------ start-up
     def _open_config(self) -> None:
@@ -141,6 +142,13 @@ class Service:
         self.pbx = Pbx(config=self.config, calls=self.calls, recordings=self.recordings, engine=self.engine,
                        live=self.live, data_dir=self.data_dir, version=__version__, started_at=self.started_at)
         self.engine.attach(loop, self.pbx.on_media_event)
+        if self.options.demo:
+            # the demo's GSM line is the modem simulator; its ports replace the demo trunks' devices
+            from firmware.pbx.simdemo import DemoModems
+            self.demo_modems = await DemoModems.start(self.data_dir, prov.trunks)
+            if self.demo_modems is not None:
+                self._closers.append(self.demo_modems.stop)
+                self.pbx.carrier.overrides.update(self.demo_modems.overrides())
         await self.pbx.start(sip_bind=self.sip_bind, demo=self.options.demo)
         self._closers.append(self.pbx.stop)
 
@@ -208,6 +216,8 @@ class Service:
                 lines.append(f"    {what:14} {c.name:10} password {c.password}")
             if any(c.kind == "extension" for c in self.credentials):
                 lines.append(f"  softphones: register as <extension>@{sip_host}:{self.sip_bind[1]} with the password above")
+        if self.demo_modems is not None:
+            lines += self.demo_modems.instructions()
         lines.append("  Ctrl-C to stop")
         return "\n".join(lines)
 

@@ -507,7 +507,11 @@ class Call:
         self.pbx.call_changed(self)
 
     def on_leg_digit(self, leg: Leg, digit: str) -> None:
-        """Digits typed during a conversation: the on-demand recording code (e.g. *1)."""
+        """Digits typed during a conversation: to a trunk leg that carries DTMF outside the
+        bridged audio (AT+VTS, SIP INFO, generated tones); the on-demand recording code (e.g. *1)."""
+        other = self.other(leg)
+        if other is not None and other.answered and hasattr(other, "take_peer_digit"):
+            other.take_peer_digit(leg, digit)
         if self.peer is None or not leg.extension:
             return
         text, at = self._dtmf_buffers.get(leg.id, ("", 0.0))
@@ -522,6 +526,8 @@ class Call:
     def relay_digit(self, leg: Leg, digit: str) -> None:
         """A digit that did not travel as RTP (SIP INFO) goes to the other party."""
         other = self.other(leg)
+        if other is not None and hasattr(other, "take_peer_digit"):
+            return  # on_leg_digit passed it on
         if other is not None and other.answered and self.bridge is not None:
             if isinstance(other, SipLeg) and other.dtmf_mode == "info" and other.session is not None:
                 other.session.send_info_dtmf(digit)
