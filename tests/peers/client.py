@@ -48,7 +48,10 @@ class AgentClient:
         with self._cond:
             self._cond.notify_all()
 
-    def cmd(self, cmd: str, timeout: float = 30.0, **kw: Any) -> dict:
+    def cmd(self, cmd: str, **kw: Any) -> dict:
+        """Run a command in the agent; a `timeout` keyword is the agent's own (e.g. how long
+        wait_state waits), and this side waits 30 s longer than that."""
+        timeout = float(kw.get("timeout", 0) or 0) + float(kw.get("seconds", 0) or 0) + 30.0
         self._n += 1
         mid = self._n
         assert self.proc.stdin
@@ -87,7 +90,7 @@ class AgentClient:
     def close(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
             try:
-                self.cmd("quit", timeout=timeout)
+                self.cmd("quit")
             except Exception:
                 pass
             try:

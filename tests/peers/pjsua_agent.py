@@ -166,7 +166,7 @@ class Agent:
         self._wait(lambda: False, seconds)
         return {}
 
-    def stop(self) -> dict:
+    def stop(self, timeout: float = 0.0) -> dict:
         if self.ep is not None:
             try:
                 self.ep.hangupAllCalls()

@@ -38,7 +38,7 @@ class Phone:
     # -- commands --------------------------------------------------------------------
     def start(self, server: str, port: int, user: str, password: str, sip_port: int,
               rtp_low: int, rtp_high: int, my_ip: str = "127.0.0.1", auto_answer: bool = False,
-              answer_delay: float = 0.0, register_timeout: float = 5.0) -> dict:
+              answer_delay: float = 0.0, register_timeout: float = 5.0, timeout: float = 0.0) -> dict:
         self.auto_answer, self.answer_delay = auto_answer, answer_delay
         self.phone = VoIPPhone(server, port, user, password, myIP=my_ip, sipPort=sip_port,
                                rtpPortLow=rtp_low, rtpPortHigh=rtp_high, callCallback=self._on_call)
@@ -46,7 +46,7 @@ class Phone:
         self.phone.start()
         return {"registered": self.phone.get_status() == PhoneStatus.REGISTERED}
 
-    def dial(self, number: str, wait: float = 15.0) -> dict:
+    def dial(self, number: str, wait: float = 15.0, timeout: float = 0.0) -> dict:
         assert self.phone
         self.call = self.phone.call(number)
         t0 = time.monotonic()
@@ -93,7 +93,7 @@ class Phone:
             self.rx.clear()
         return {}
 
-    def stop(self) -> dict:
+    def stop(self, timeout: float = 0.0) -> dict:
         if self.phone:
             try:
                 if self.call is not None and self.call.state == CallState.ANSWERED:
