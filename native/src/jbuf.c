@@ -38,7 +38,6 @@
 #define JB_LATE_COST 1000.0     /* samples of delay worth 100 % late, times (1 + tail spread / 40) */
 #define JB_TRUST_SLOPE 3e-3     /* projected earlier arrivals are trusted fully from 3000 ppm... */
 #define JB_TRUST_MIN 0.2        /* ...and a fifth at the least */
-#define JB_PROBATION 16000      /* an underrun within 2 s of lowering the delay raises it again */
 #define JB_LATE_SHARE_MIN 0.25  /* a late packet costs at least this share of its audio */
 #define JB_HYSTERESIS 0.004     /* extra late share charged to lowering the delay... */
 #define JB_HYST_MAX 40.0        /* ...but never more than 5 ms of delay */
@@ -107,10 +106,9 @@ struct pbx_jb {
     double mean_u;              /* mean u of the window, projected to now */
     double recent_wait;         /* EWMA (1/16) of u + wait: the delay of recent packets at S = 0 */
     double late_share;          /* EWMA (1/16) of the share of each hole that was concealed */
-    int64_t lowered_at;         /* nominal position of the last compress step (delay lowered) */
-    int hold_left;              /* samples an underrun may still hold the play point */
     int have_target;
     int64_t target;             /* the target shift decided at the last get */
+    double target_delay;        /* and the delay it meant then (samples) */
     int have_last_new;
     int64_t last_new_ext;       /* position and arrival of the highest sequence number */
     int64_t last_new_arrival;
@@ -312,6 +310,8 @@ static int64_t target_shift(const pbx_jb_t *jb)
     double ref = jb->have_target ? (double)jb->target : (double)(jb->play - jb->npend - jb->nominal);
     int total = win_total(jb);
     double s = 0.0;             /* the initial alignment */
+    double grid = 0.0;          /* a shift on the grid of gets */
+    double G = jb->have_get ? jb->last_get_n : 160;
     double shift[JB_NSUB], mean_wait, slope;
     project(jb, shift, &mean_wait, &slope);
     /* Arrivals getting earlier (sender clock fast) would let the delay come down; trust
@@ -344,11 +344,10 @@ static int64_t target_shift(const pbx_jb_t *jb)
         } else {
             /* A packet's u can only take values on the grid of gets: project its fine
                arrival time (u + wait) and see which get it would now have missed. */
-            int G = jb->have_get ? jb->last_get_n : 160;
             for (int j = 0; j < JB_NSUB; j++) {
                 const jb_win_t *w = &jb->win[j];
                 for (int i = 0; i < w->filled; i++) {
-                    double v = w->lo[i] + G * floor((w->lo_wait[i] + (shift[j] > 0 ? up : 0.0) * shift[j]) / G);
+                    double v = w->lo[i] + G * floor((w->lo_wait[i] + (shift[j] > 0 ? up * shift[j] : 0.0)) / G);
                     int k = nc++;
                     while (k > 0 && cand[k - 1] > v) {
                         cand[k] = cand[k - 1];
@@ -376,15 +375,29 @@ static int64_t target_shift(const pbx_jb_t *jb)
             }
         }
         s = best - JB_SAFETY;
+        grid = cand[0];
         if (total < JB_WARMUP && s > 0.0)
-            s = 0.0;
+            s = G * floor(-grid / G) + grid;     /* not below the initial delay yet */
     }
-    double delay = jb->recent_wait - s;
-    if (delay < jb->min_s)
-        delay = jb->min_s;
-    if (delay > jb->max_s)
-        delay = jb->max_s;
-    return (int64_t)floor(jb->recent_wait - delay);
+    /* Clamp to the delay limits, staying on the grid of gets: a shift between two grid
+       points only adds delay (or cuts every packet short) without saving any. */
+    double w = jb->recent_wait;
+    double most = grid + G * floor((w - jb->min_s - grid) / G);    /* least delay allowed */
+    double least = grid + G * ceil((w - jb->max_s - grid) / G);    /* most delay allowed */
+    if (s > most || most < least)       /* limits closer than a get apart: min wins */
+        s = most;
+    else if (s < least)
+        s = least;
+    /* The average delay wanders: do not step onto a delay limit unless it holds with
+       2 ms to spare, or the buffer would time-scale back and forth across it. */
+    if (jb->have_target) {
+        double prev = (double)jb->target;
+        if (s > prev && w - JB_TOLERANCE - s < jb->min_s && prev >= least)
+            s = prev;
+        else if (s < prev && w + JB_TOLERANCE - s > jb->max_s && prev <= most)
+            s = prev;
+    }
+    return (int64_t)floor(s);
 }
 
 /*
@@ -436,8 +449,6 @@ void pbx_jb_reset(pbx_jb_t *jb)
     jb->have_last_new = 0;
     jb->have_target = 0;
     jb->late_share = 1.0;
-    jb->lowered_at = INT64_MIN / 2;
-    jb->hold_left = 0;
     jb->jitter = 0.0;
     jb->level = 0.f;
     jb->npend = 0;
@@ -588,10 +599,13 @@ static void note_arrival(pbx_jb_t *jb, uint32_t ts, int64_t arrival_us, int64_t 
             wait = jb->last_get_n;
     }
     win_add(jb, (int32_t)u, wait);
-    if (jb->state == ST_GAP && jb->newest_end <= jb->play)
-        jb->recent_wait = (double)u + wait;     /* first audio after a pause: start afresh */
-    else
-        jb->recent_wait += ((double)u + wait - jb->recent_wait) / 16.0;
+    if (jb->state == ST_GAP && jb->newest_end <= jb->play && u > jb->play - jb->nominal) {
+        jb->recent_wait = (double)u + wait;     /* audio after a pause: start afresh */
+    } else {
+        double v = (double)u + wait;            /* a late straggler moves it a frame at most */
+        double g = jb->have_get ? jb->last_get_n : 160;
+        jb->recent_wait += ((v < jb->recent_wait - g ? jb->recent_wait - g : v) - jb->recent_wait) / 16.0;
+    }
     double shift[JB_NSUB], mean_wait;
     jb->mean_u = project(jb, shift, &mean_wait, NULL);
 }
@@ -783,7 +797,6 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
         clear_range(jb, jb->play, jb->play + L + d);
         jb->play += L + d;
         jb->st.dropped_samples_drift += (uint64_t)d;
-        jb->lowered_at = jb->nominal;
         *shift = d;
         return deliver(jb, jb->scaled, L, out, space);
     }
@@ -835,6 +848,7 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
     }
 
     jb->target = target_shift(jb);
+    jb->target_delay = jb->recent_wait - (double)jb->target;
     jb->have_target = 1;
     int64_t delta = jb->target - (jb->play - jb->npend - jb->nominal);
     int pos = 0, real = 0, conc = 0, sil = 0;
@@ -893,8 +907,15 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
             int64_t m = jb->lead_end - jb->play;
             if (m > n - pos)
                 m = n - pos;
-            memset(out + pos, 0, (size_t)m * sizeof *out);
-            pbx_plc_good(&jb->plc, out + pos, (int)m);
+            if (pbx_plc_erasing(&jb->plc)) {
+                /* Keep the erasure open (its signal has faded to zero by now) so that the
+                   audio after the pause is faded in rather than started with a click. */
+                pbx_plc_conceal(&jb->plc, out + pos, (int)m);
+                memset(out + pos, 0, (size_t)m * sizeof *out);
+            } else {
+                memset(out + pos, 0, (size_t)m * sizeof *out);
+                pbx_plc_good(&jb->plc, out + pos, (int)m);
+            }
             jb->play += m;
             pos += (int)m;
             sil += (int)m;
@@ -920,21 +941,11 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
             /* What a missing packet really costs: the share of a hole we had to conceal. */
             double share = q >= 0 ? (double)gap / (double)gap0 : 1.0;
             jb->late_share += (share - jb->late_share) / 16.0;
-            if (q < 0) {
-                /* An underrun soon after the delay was lowered: the lower delay was too
-                   low after all. Hold the play point for a frame while concealing (no more
-                   concealment than moving on), so the late packet and those after it play
-                   at the previous delay instead of being dropped one after another. */
-                jb->hold_left = jb->nominal - jb->lowered_at < JB_PROBATION ? jb->last_get_n : 0;
-            }
         }
         int m = gap < n - pos ? (int)gap : n - pos;
         int hold = 0;
-        if (q < 0 && jb->state == ST_PLAYING && !full) {
-            int64_t want = -delta > jb->hold_left ? -delta : jb->hold_left;
-            hold = want <= 0 ? 0 : want < m ? (int)want : m;
-            jb->hold_left = jb->hold_left > hold ? jb->hold_left - hold : 0;
-        }
+        if (q < 0 && delta < 0 && jb->state == ST_PLAYING && !full)
+            hold = -delta < m ? (int)-delta : m;    /* an underrun raises the delay for free */
         pbx_plc_conceal(&jb->plc, out + pos, m);
         int c = JB_GAP_AFTER - jb->missing_run;
         if (c < 0)
@@ -990,7 +1001,7 @@ void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st)
         return;
     }
     double cur = jb->recent_wait - (double)(jb->play - jb->npend - jb->nominal);
-    double tgt = jb->recent_wait - (double)(jb->have_target ? jb->target : target_shift(jb));
+    double tgt = jb->have_target ? jb->target_delay : jb->recent_wait - (double)target_shift(jb);
     st->current_delay_ms = (int)lrint(cur / 8.0);
     st->target_delay_ms = (int)lrint(tgt / 8.0);
     int64_t held = jb->newest_end - jb->play;
