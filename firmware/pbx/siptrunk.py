@@ -490,17 +490,20 @@ class SipTrunk:
         now = time.monotonic()
         p = self.plan
         reg = None
+        text = "not used (calls by IP)"
         if self.cfg.register:
             reg = {"registered": p.registered, "server": p.server,
                    "expires_in": round(p.expires_at - now) if p.expires_at else None,
                    "granted": p.granted, "last_status": p.last_status or None,
                    "last_error": p.last_error or None, "failures": p.failures}
+            text = (f"registered at {p.server}" if p.registered else
+                    f"not registered ({p.last_error})" if p.last_error else "registering")
         health = "ok" if (p.registered or not self.cfg.register) else ("failing" if p.failures else "registering")
         return {
             "name": self.name, "type": "sip", "model": "", "host": self.cfg.host, "port": self.cfg.port,
             "backup_host": self.cfg.backup_host or None, "transport": self.cfg.transport,
             "registered": p.registered if self.cfg.register else None,
-            "registration": reg, "health": health,
+            "registration": text, "registration_detail": reg, "health": health,
             "faults": [p.last_error] if p.last_error else [],
             "caller_id": self.cfg.caller_id or self.cfg.from_user or self.cfg.username, "dids": list(self.cfg.dids),
             "allow_ips": list(self.cfg.allow_ips), "dtmf": self.cfg.dtmf,

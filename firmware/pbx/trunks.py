@@ -299,7 +299,10 @@ class Trunks:
         self.pbx.events.add(call.id, "route", result=f"outbound route {label}: {plan.number} via {', '.join(plan.trunks)}")
         if call.direction == "internal":
             call.direction = "outbound"
-            self.pbx.calls.update_call(call.id, direction="outbound", external_number=number, callee_number=number)
+            self.pbx.calls.update_call(call.id, direction="outbound", callee_number=number)
+        if call.direction == "outbound":
+            # the customer's number as the network knows it (after the route's strip/prepend)
+            self.pbx.calls.update_call(call.id, external_number=plan.number)
         call.done.add_done_callback(lambda _f: self._call_over())
         ringback = self._ringback(call)
         failures: list[str] = []
@@ -643,6 +646,8 @@ class Trunks:
             "name": mt.name, "type": mt.kind, "model": mt.cfg.model,
             "device": st.get("device"), "audio_device": st.get("audio_device"),
             "registered": bool(st.get("registered")), "operator": st.get("operator"),
+            "registration": (f"registered ({st.get('operator') or 'operator unknown'})" if st.get("registered")
+                             else "no network") if mt.kind == "gsm" else ("line ready" if mt.line.ready else "not ready"),
             "signal": _signal_text(st.get("signal") or {}),
             "signal_detail": st.get("signal"),
             "sim": sim.get("state"), "sim_detail": sim,
