@@ -126,6 +126,7 @@ struct pbx_jb {
     int16_t scaled[JB_STEP_MAX];
     int16_t pend[JB_STEP_MAX];
     int npend;
+    int scale_backoff;          /* gets to wait before the next pitch search */
 
     pbx_jb_stats_t st;
 };
@@ -452,6 +453,7 @@ void pbx_jb_reset(pbx_jb_t *jb)
     jb->jitter = 0.0;
     jb->level = 0.f;
     jb->npend = 0;
+    jb->scale_backoff = 0;
     memset(&jb->st, 0, sizeof jb->st);
 }
 
@@ -770,9 +772,16 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
         d = mag > JB_STEP_MAX ? JB_STEP_MAX : (int)mag;
         L = d < JB_QUIET_FADE ? d : JB_QUIET_FADE;
     } else {
+        if (!urgent && (2 * mag < JB_STRETCH_PMIN || jb->scale_backoff > 0)) {
+            if (jb->scale_backoff > 0)
+                jb->scale_backoff--;
+            return 0;
+        }
         float c;
         int P = pbx_pitch_search(jb->plc.hist, PBX_PLC_HIST, PBX_PLC_CORR_LEN, JB_STRETCH_PMIN,
                                  JB_STRETCH_PMAX, &c);
+        if (c < JB_VOICED && !urgent)
+            jb->scale_backoff = 2;      /* not periodic: look again in 40 ms */
         int k = delta > 0 ? (int)(mag / P) : (int)((mag + P / 2) / P);
         if (k * P > JB_STEP_MAX)
             k = JB_STEP_MAX / P;

@@ -17,10 +17,10 @@
 
 #include "plc.h"
 
-static float corr_at(const int16_t *a, const int16_t *b, int win, float ea)
+static float corr_at(const int16_t *a, const int16_t *b, int win, float ea, int step)
 {
     float xy = 0.f, eb = 0.f;
-    for (int i = 0; i < win; i++) {
+    for (int i = 0; i < win; i += step) {
         xy += (float)a[i] * (float)b[i];
         eb += (float)b[i] * (float)b[i];
     }
@@ -32,33 +32,36 @@ static float corr_at(const int16_t *a, const int16_t *b, int win, float ea)
 int pbx_pitch_search(const int16_t *x, int len, int win, int pmin, int pmax, float *corr)
 {
     const int16_t *a = x + len - win;
-    float ea = 0.f, best = -2.f;
+    float ea = 0.f, ea2 = 0.f, best = -2.f;
     int bestp = pmin;
 
     if (pmax > len - win)
         pmax = len - win;
     if (pmin > pmax)
         pmin = pmax;
-    for (int i = 0; i < win; i++)
+    for (int i = 0; i < win; i++) {
         ea += (float)a[i] * (float)a[i];
+        if (!(i & 1))
+            ea2 += (float)a[i] * (float)a[i];
+    }
     if (ea < (float)win) {       /* digital silence: any period will do */
         if (corr)
             *corr = 0.f;
         return pmin;
     }
-    /* Coarse search on even lags, then refine around the winner. */
+    /* Coarse search on even lags over every other sample, then refine around the winner
+       at full resolution. */
     for (int p = pmin; p <= pmax; p += 2) {
-        float c = corr_at(a, a - p, win, ea);
+        float c = corr_at(a, a - p, win, ea2, 2);
         if (c > best) {
             best = c;
             bestp = p;
         }
     }
-    int lo = bestp - 1 < pmin ? pmin : bestp - 1, hi = bestp + 1 > pmax ? pmax : bestp + 1;
+    int lo = bestp - 2 < pmin ? pmin : bestp - 2, hi = bestp + 2 > pmax ? pmax : bestp + 2;
+    best = -2.f;
     for (int p = lo; p <= hi; p++) {
-        if (p == bestp)
-            continue;
-        float c = corr_at(a, a - p, win, ea);
+        float c = corr_at(a, a - p, win, ea, 1);
         if (c > best) {
             best = c;
             bestp = p;
