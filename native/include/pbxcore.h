@@ -303,11 +303,13 @@ int pbx_recorder_stop(pbx_engine_t *e, uint32_t id);
  * monotonic clock), nothing is allocated after pbx_jb_create(), and one buffer serves one
  * stream from one thread.
  *
- * The target delay follows the arrival statistics of the last ~10 s of packets (the delay
+ * The target delay follows the arrival statistics of the last ~20 s of packets (the delay
  * that keeps late packets rare, between min_delay_ms and max_delay_ms). The buffer moves
  * toward it, and absorbs clock drift between sender and playout, by time-scale changes:
- * one pitch period (or part of a quiet stretch) is removed or repeated with overlap-add,
- * never a bare cut. Missing audio is concealed in the spirit of ITU-T G.711 Appendix I
+ * whole pitch periods (or part of a quiet stretch) are removed or repeated with
+ * overlap-add, never a bare cut. A missing packet with the next one already there is
+ * concealed for only 5 ms; the delay given up is taken back by time-scaling received
+ * audio. Missing audio is concealed in the spirit of ITU-T G.711 Appendix I
  * (pitch-period repetition with overlap-add, attenuation over 60 ms, a smooth merge into
  * the next real samples). Sequence numbers and timestamps wrap safely; a timestamp jump
  * or a new source resynchronises the buffer without playing stale audio.
@@ -320,7 +322,8 @@ int pbx_recorder_stop(pbx_engine_t *e, uint32_t id);
 typedef struct pbx_jb pbx_jb_t;
 typedef struct {
     int min_delay_ms;       /**< lower bound of the target delay (ms, >= 0) */
-    int max_delay_ms;       /**< upper bound of the target delay and of the audio held (ms, <= 2000) */
+    int max_delay_ms;       /**< upper bound of the target delay (ms, <= 2000); audio held never
+                                 exceeds it by more than a packet and a get period */
     int initial_delay_ms;   /**< target before statistics exist (ms, clamped to min..max) */
     int plc;                /**< 1: conceal losses (G.711 App. I style); 0: fill silence */
 } pbx_jb_params_t;

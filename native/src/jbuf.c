@@ -9,19 +9,28 @@
  * S = play - nominal is the playout shift this buffer has applied.
  *
  * Statistics. On arrival a packet's position relative to `nominal` is u = ext - nominal.
- * It is on time under shift S if ext >= play = nominal + S, i.e. u >= S. The u of the last
- * ~10 s of packets is kept as the 48 smallest values of each of four sub-windows (late
- * packets are the small ones), and the target shift minimises
- *     delay + LATE_COST * (fraction of those packets that would have been late)
- * over the candidate shifts u(k) (the k-th smallest). The target is clamped so that the
- * delay of an average packet stays within min_delay..max_delay.
+ * It is on time under shift S if ext >= play = nominal + S, i.e. u >= S. Because `nominal`
+ * moves a whole get at a time, u only takes values on the grid of gets: a shift between two
+ * grid points would only add delay (or cut every packet short), so targets stay on it.
+ * The u of the last ~20 s of packets is kept as the 48 smallest values of each of four
+ * sub-windows (late packets are the small ones). Among the smallest 4 % the target shift
+ * S = u(k) minimises
+ *     -u(k) + LATE_COST * (1 + spread / 40) * share * k / total   (+ hysteresis)
+ * i.e. delay against late packets, a late packet costing more when covering the late tail
+ * would take more delay (spread), and less when late packets have lately cost us only part
+ * of a frame (share, see hole shrinking). For real clock drift (over 150 ppm, fitted on
+ * trimmed sub-window means) the old values are projected to the present, in part when
+ * that lowers the delay. Then the target is clamped so that the average delay of recent
+ * packets stays within min_delay..max_delay (on the grid, with 2 ms of hysteresis).
  *
- * Steering. Each get moves S toward the target: by one pitch period of overlap-added
- * time-scaling in periodic or quiet audio (never in the middle of a word's noisy part
- * unless far off target), by holding the play point while concealing an underrun (delay
- * grows for free), or by concealing less of a hole than its length (delay shrinks for
- * free). After more than 60 ms without audio the stream is considered paused: output is
- * silence, and the next audio is re-aligned to the target directly.
+ * Steering. Each get moves S toward the target: by overlap-added time-scaling of whole
+ * pitch periods where the audio repeats, of any amount where it is quiet, of anything only
+ * when far off target; by holding the play point while concealing an underrun (delay
+ * grows for free); and, when a packet is missing but the next one is there, by concealing
+ * only 5 ms of the hole and skipping the rest (the delay given up, at most 15 ms below
+ * target, is taken back by time-scaling received audio: less concealment than the network
+ * lost). After more than 60 ms without audio the stream is considered paused: output is
+ * silence, and the next audio is re-aligned to the target directly (faded in).
  */
 #include <stdlib.h>
 #include <string.h>
