@@ -82,6 +82,10 @@ class Pbx:
         self.ext_legs: dict[str, set[Leg]] = {}
         """Extension -> its legs in progress (ringing or talking)."""
         self.channel_legs: dict[int, Leg] = {}
+        self._leg_channels: dict[str, set[int]] = {}
+        """Leg id -> the channel ids `_track` put in channel_legs (dropped in leg_ended)."""
+        self._ext_busy: dict[str, bool] = {}
+        """What the call centre was last told about each extension (see _ext_state_changed)."""
         self._tasks: set[asyncio.Task] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._music: Any = None
@@ -177,6 +181,7 @@ class Pbx:
 
     def _config_changed(self, change: Any) -> None:
         self.prov = self.config.current()
+        self._ext_busy.clear()
         self.centre.configure()
         self._refresh_agents()
 
@@ -706,6 +711,7 @@ class Pbx:
             self._ext_state_changed(leg.extension)
         if leg.channel is not None:
             self.channel_legs[leg.channel.id] = leg
+            self._leg_channels.setdefault(leg.id, set()).add(leg.channel.id)
 
     def leg_ended(self, leg: Leg) -> None:
         peer = getattr(leg, "peer", None)
@@ -714,8 +720,8 @@ class Pbx:
         if leg.extension and leg in self.ext_legs.get(leg.extension, ()):
             self.ext_legs[leg.extension].discard(leg)
             self._ext_state_changed(leg.extension)
-        for cid, l in list(self.channel_legs.items()):
-            if l is leg:
+        for cid in self._leg_channels.pop(leg.id, ()):
+            if self.channel_legs.get(cid) is leg:
                 del self.channel_legs[cid]
         if leg.call is not None:
             self.calls.update_leg(leg.call.id, leg.id, ended_at=leg.ended_at, answered_at=leg.answered_at,
@@ -723,7 +729,10 @@ class Pbx:
 
     def _ext_state_changed(self, ext: str) -> None:
         busy = any(not (l.acd_offer and not l.answered) for l in self.ext_legs.get(ext, ()))
-        self.centre.extension_busy(ext, busy)
+        if self._ext_busy.get(ext) is not busy:
+            # the centre recomputes its timers on every report: tell it only about changes
+            self._ext_busy[ext] = busy
+            self.centre.extension_busy(ext, busy)
         self._refresh_agent(ext)
         self.blf.changed(ext)
 
@@ -886,7 +895,17 @@ class Pbx:
         return self.prov.system.recording.policy
 
     def record_on_demand(self, call: Call, leg: Leg) -> None:
+        """The record code during a call: start recording, or stop an on-demand recording."""
         if call.recorder is not None:
+            if self.recording_policy(call) != "on_demand":
+                return  # a policy recording is not the agent's to stop
+            try:
+                call.recorder.stop()
+            except Exception:
+                pass
+            call.recorder = None
+            self.calls.set_recording(call.id, path=call.recording_path, state="complete")
+            self.events.add(call.id, "recording_stopped", agent=leg.extension, result="on demand")
             return
         self.events.add(call.id, "record_on_demand", agent=leg.extension)
         self.start_recording(call, forced=True)

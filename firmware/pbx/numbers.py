@@ -1,62 +1,21 @@
-"""Dial patterns, number normalisation and permission classes for outbound calls.
-
-Patterns follow the familiar PBX convention (an optional leading "_"):
-  X any digit, Z 1-9, N 2-9, [15-7] a digit set, "." one or more of anything, "!" zero or
-  more, anything else literal. "0X." matches "0" followed by at least two characters.
-"""
+"""Number normalisation and permission classes for outbound calls (dial patterns themselves
+are parsed by firmware.config, where the provisioning file is validated)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+
+from firmware.config import match_pattern
 
 PERMISSION_CLASSES = ("internal", "local", "mobile", "international", "premium")
 """Ordered from least to most expensive; an extension allowed a class may dial every class
 before it, except premium which must be granted explicitly."""
 
 
-class PatternError(ValueError):
-    pass
-
-
-@lru_cache(maxsize=1024)
-def compile_pattern(pattern: str) -> re.Pattern:
-    p = pattern[1:] if pattern.startswith("_") else pattern
-    if not p:
-        raise PatternError("empty pattern")
-    out = []
-    i = 0
-    while i < len(p):
-        c = p[i]
-        if c == "X":
-            out.append("[0-9]")
-        elif c == "Z":
-            out.append("[1-9]")
-        elif c == "N":
-            out.append("[2-9]")
-        elif c == ".":
-            out.append(".+")
-        elif c == "!":
-            out.append(".*")
-        elif c == "[":
-            j = p.find("]", i)
-            if j < 0:
-                raise PatternError(f"unclosed [ in pattern {pattern!r}")
-            body = p[i + 1:j]
-            if not body or not re.fullmatch(r"[0-9*#+](-[0-9])?([0-9*#+](-[0-9])?)*", body):
-                raise PatternError(f"bad digit set [{body}] in pattern {pattern!r}")
-            out.append("[" + re.escape(body).replace("\\-", "-") + "]")
-            i = j
-        elif c in "0123456789*#+ABCD":
-            out.append(re.escape(c))
-        else:
-            raise PatternError(f"unexpected {c!r} in pattern {pattern!r}")
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 def matches(pattern: str, number: str) -> bool:
-    return compile_pattern(pattern).match(number) is not None
+    """Whether `number` matches a dial pattern (the provisioning file's syntax, see
+    firmware.config.compile_pattern; a bad pattern raises ValueError)."""
+    return match_pattern(pattern, number)
 
 
 def specificity(pattern: str) -> tuple[int, int]:

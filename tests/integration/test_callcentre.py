@@ -247,3 +247,80 @@ def test_full_disk_frees_old_recordings_and_never_stops_a_call(office, tmp_path,
         box.stop()
     finally:
         subprocess.run(["umount", "-l", str(rec_dir)], check=False)
+
+
+def test_agent_logs_in_by_feature_code_and_gets_queue_calls(office, pj_phones):
+    """203 is no member of queue 602; *45602 logs it in (the phone hears a confirmation), a
+    queue call then rings it; *45602 again logs it out."""
+    agent = pj_phones("203", auto_answer=True)
+    caller = pj_phones("201")
+    r = agent.cmd("dial", uri=office.uri("*45602"), wait_confirmed=10)
+    assert agent.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=15)["code"] in (200, 0)
+    with office.db() as c:
+        states = [row["state"] for row in c.execute("SELECT state FROM agent_states WHERE agent='203' ORDER BY id")]
+    assert "available" in states
+    q = caller.cmd("dial", uri=office.uri("602"), wait_confirmed=10)
+    agent.wait_event("incoming", timeout=15)
+    caller.cmd("hangup", call=q["call"])
+    time.sleep(1)
+    r = agent.cmd("dial", uri=office.uri("*45602"), wait_confirmed=10)
+    agent.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=15)
+    time.sleep(0.5)
+    with office.db() as c:
+        last = c.execute("SELECT state FROM agent_states WHERE agent='203' ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert last == "offline"
+
+
+def test_manager_listens_whispers_and_barges(office, pj_phones, tmp_path):
+    caller = pj_phones("201")
+    agent = pj_phones("202", auto_answer=True)
+    manager = pj_phones("205")
+    r = caller.cmd("dial", uri=office.uri("202"), wait_confirmed=10)
+    ca = agent.wait_event("incoming")["call"]
+    caller.cmd("play", call=r["call"], wav=tone_wav(tmp_path, 500))
+    agent.cmd("play", call=ca, wav=tone_wav(tmp_path, 1100))
+    m = manager.cmd("dial", uri=office.uri("*222202"), wait_confirmed=10)     # listen
+    manager.cmd("play", call=m["call"], wav=tone_wav(tmp_path, 1700))
+    manager.cmd("sleep", seconds=3)
+    heard_by_manager = manager.cmd("info", call=m["call"])["record"]
+    assert heard(heard_by_manager, 500, 2) > 0.25 and heard(heard_by_manager, 1100, 2) > 0.25
+    assert heard(agent.cmd("info", call=ca)["record"], 1700, 2) < 0.05, "a listener must not be heard"
+    assert heard(caller.cmd("info", call=r["call"])["record"], 1700, 2) < 0.05
+    manager.cmd("hangup", call=m["call"])
+    w = manager.cmd("dial", uri=office.uri("*223202"), wait_confirmed=10)     # whisper
+    manager.cmd("play", call=w["call"], wav=tone_wav(tmp_path, 1700))
+    manager.cmd("sleep", seconds=3)
+    assert heard(agent.cmd("info", call=ca)["record"], 1700, 2) > 0.1, "the agent does not hear the whisper"
+    assert heard(caller.cmd("info", call=r["call"])["record"], 1700, 2) < 0.05, "the customer heard the whisper"
+    manager.cmd("hangup", call=w["call"])
+    caller.cmd("hangup", call=r["call"])
+    rec = office.wait_call_record(lambda row: row["caller_number"] == "201" and row["answered_by"] == "202")
+    kinds = {e["type"] for e in events(office, rec["id"])}
+    assert {"listen", "whisper"} <= kinds
+
+
+MORE = CENTRE + """
+[[timecondition]]
+number = "700"
+hours = ["mon-sun 00:00-24:00"]
+open = "202"
+closed = "messagebox:203"
+"""
+
+
+@pytest.mark.parametrize("office", [MORE], indirect=True)
+def test_override_sends_callers_to_the_closed_destination_a_message_box(office, pj_phones, tmp_path):
+    caller = pj_phones("201")
+    boss = pj_phones("204")
+    r = boss.cmd("dial", uri=office.uri("*60700"), wait_confirmed=10)      # override: closed
+    boss.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=15)
+    time.sleep(1)
+    c = caller.cmd("dial", uri=office.uri("700"), wait_confirmed=10)      # the message box answers
+    caller.cmd("sleep", seconds=7)                                       # prompt, beep
+    caller.cmd("play", call=c["call"], wav=tone_wav(tmp_path, 900))
+    caller.cmd("sleep", seconds=3)
+    caller.cmd("hangup", call=c["call"])
+    rec = office.wait_call_record(lambda row: row["callee_number"] == "700")
+    assert rec["status"] == "voicemail" and rec["to_extension"] == "203"
+    pcm, rate, ch = read_wav(office.box.data_dir / rec["recording_path"])
+    assert ch == 1 and band_energy_ratio(pcm[-int(2 * rate):, 0], 900) > 0.6

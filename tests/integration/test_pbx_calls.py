@@ -16,7 +16,7 @@ def tone_wav(tmp_path, freq: float, seconds: float = 20.0):
     return str(p)
 
 
-def heard(path: str, freq: float, last_s: float = 1.5) -> float:
+def heard(path: str, freq: float, last_s: float = 1.5) -> float:  # noqa: D401
     """Share of the energy of the last seconds of a phone's recording that is at `freq`
     (pjsua2 writes the WAV header only when the recorder closes: read the samples raw)."""
     data = open(path, "rb").read()[44:]
