@@ -50,6 +50,12 @@ options = { "1" = "600", "2" = "601" }
 timeout = 5
 retries = 2
 invalid = "hangup"
+
+[[timecondition]]
+number = "700"
+hours = ["mon-sun 00:00-24:00"]
+open = "202"
+closed = "messagebox:203"
 """
 
 pytestmark = pytest.mark.parametrize("office", [CENTRE], indirect=True)
@@ -265,10 +271,10 @@ def test_agent_logs_in_by_feature_code_and_gets_queue_calls(office, pj_phones):
     time.sleep(1)
     r = agent.cmd("dial", uri=office.uri("*45602"), wait_confirmed=10)
     agent.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=15)
-    time.sleep(0.5)
-    with office.db() as c:
-        last = c.execute("SELECT state FROM agent_states WHERE agent='203' ORDER BY id DESC LIMIT 1").fetchone()[0]
-    assert last == "offline"
+    q = caller.cmd("dial", uri=office.uri("602"), wait_confirmed=10)
+    with pytest.raises(TimeoutError):
+        agent.wait_event("incoming", timeout=5)       # logged out: no longer offered 602's calls
+    caller.cmd("hangup", call=q["call"])
 
 
 def test_manager_listens_whispers_and_barges(office, pj_phones, tmp_path):
@@ -299,16 +305,6 @@ def test_manager_listens_whispers_and_barges(office, pj_phones, tmp_path):
     assert {"listen", "whisper"} <= kinds
 
 
-MORE = CENTRE + """
-[[timecondition]]
-number = "700"
-hours = ["mon-sun 00:00-24:00"]
-open = "202"
-closed = "messagebox:203"
-"""
-
-
-@pytest.mark.parametrize("office", [MORE], indirect=True)
 def test_override_sends_callers_to_the_closed_destination_a_message_box(office, pj_phones, tmp_path):
     caller = pj_phones("201")
     boss = pj_phones("204")
