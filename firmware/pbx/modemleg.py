@@ -347,7 +347,8 @@ class ModemTrunk:
             try:
                 await self.line.hangup()
             except ModemError as e:
-                log.warning("%s: hangup failed: %s", self.name, e)
+                if not self.trunks._stopping:
+                    log.warning("%s: hangup failed: %s", self.name, e)
             if leg is not None and leg.state == "ended" and not self.line.status().get("in_call"):
                 self.release(leg)
         task = asyncio.get_running_loop().create_task(go(), name=f"{self.name} hangup")

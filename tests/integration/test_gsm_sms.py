@@ -72,6 +72,13 @@ async def test_sms_cyrillic_both_ways_kept_across_a_restart_ussd_and_self_test(t
         assert findings["at"].startswith("ok") and findings["sim"] == "ready"
         assert findings["network"] == "registered (Orange PL)" and "dBm" in findings["signal"]
         assert findings["imei"] == IMEI
+        # a change of the trunk's settings applies while the box runs (the line is idle: now)
+        old_line = pbx.carrier.modems["gsm1"].line
+        svc.config.update("trunk", "gsm1", {"minutes_per_day": 30})
+        await until(lambda: pbx.carrier.modems.get("gsm1") is not None
+                    and pbx.carrier.modems["gsm1"].line is not old_line
+                    and pbx.trunks()[0]["health"] == "ok", 20, "line restarted with the new settings")
+        assert pbx.trunks()[0]["minutes_per_day"] == 30 and pbx.trunks()[0]["minutes_today"] == 0
         with pytest.raises(ControlError, match="no modem line"):
             await pbx.send_sms("gsm9", "+79161234567", "x")
         with pytest.raises(ControlError):

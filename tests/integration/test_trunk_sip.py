@@ -106,6 +106,7 @@ prepend = "+48"
 trunks = ["voip"]
 permission = "local"
 """
+    toml = toml.replace(f'imei = "{IMEI}"', f'imei = "{IMEI}"\nminutes_per_day = 1', 1)
     o = Office(tmp_path_factory.mktemp("sip_office"), toml)
     o.sim = h
     o.provider = provider
@@ -215,3 +216,30 @@ def test_gsm_without_network_fails_over_to_the_sip_trunk(office, phones):
         assert not [c for c in h.calls() if c["number"] == "+48601222333"]   # the modem never dialled
     finally:
         h.network(up=True)
+
+
+def test_one_call_per_gsm_module_and_the_sims_daily_minutes(office, phones):
+    """gsm1 carries one call at a time and has 1 minute a day (minutes_per_day = 1): a second
+    call while it talks, and any call after its minute is used, go out through the provider."""
+    wait_until(lambda: "registered at" in office.box.output(), 20, what="registration")
+    h = office.sim
+    first = phones["201"].cmd("dial", uri=office.uri("+48601000001"), wait_confirmed=15)
+    assert first["state"] == "CONFIRMED"
+    second = phones["202"].cmd("dial", uri=office.uri("+48601000002"), wait_confirmed=15)
+    assert second["state"] == "CONFIRMED"
+    phones["202"].cmd("hangup", call=second["call"])
+    time.sleep(1.0)
+    phones["201"].cmd("hangup", call=first["call"])
+    r1 = office.record(lambda r: r["callee_number"] == "+48601000001")
+    r2 = office.record(lambda r: r["callee_number"] == "+48601000002")
+    assert r1["trunk"] == "gsm1" and r2["trunk"] == "voip"
+    assert [e["result"] for e in office.events(r2["id"]) if e["type"] == "trunk_attempt"] == ["no_channel", "answered"]
+    wait_until(lambda: h.status()["call"] is None, 5, what="modem idle")
+    third = phones["202"].cmd("dial", uri=office.uri("+48601000003"), wait_confirmed=15)
+    assert third["state"] == "CONFIRMED"
+    phones["202"].cmd("hangup", call=third["call"])
+    r3 = office.record(lambda r: r["callee_number"] == "+48601000003")
+    assert r3["trunk"] == "voip"
+    assert [e["result"] for e in office.events(r3["id"]) if e["type"] == "trunk_attempt"] == \
+        ["minutes_exhausted", "answered"]
+    assert [c["number"] for c in h.calls() if c["dir"] == "out"] == ["+48601000001"]
