@@ -150,6 +150,13 @@ void pbx_jb_params_default(pbx_jb_params_t *p)
     p->plc = 1;
 }
 
+/* Times from the caller, kept where differences of two cannot overflow (+-73 000 years). */
+static inline int64_t clamp_time(int64_t t)
+{
+    const int64_t lim = (int64_t)1 << 61;
+    return t > lim ? lim : t < -lim ? -lim : t;
+}
+
 /* ---- ring ---- */
 
 static inline uint8_t pos_tag(const pbx_jb_t *jb, int64_t pos)
@@ -626,6 +633,7 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
 {
     if (!jb || !pcm || nsamples < 1 || nsamples > PBX_JB_MAX_PUT)
         return PBX_EINVAL;
+    arrival_us = clamp_time(arrival_us);
     int sq = seq_update(jb, seq);
     if (sq == SEQ_DUP) {
         jb->st.duplicated++;
@@ -840,6 +848,7 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         return PBX_EINVAL;
     }
     const int n = nsamples;
+    now_us = clamp_time(now_us);
     int64_t stall = 0;
     if (jb->have_get) {
         int64_t elapsed = (now_us - jb->last_get_us) / PBX_JB_US_PER_SAMPLE;

@@ -367,6 +367,64 @@ static int bad_args(void)
 }
 
 
+/* Random operations, including nonsense: never a crash (ASan/UBSan build), always full frames. */
+static int random_ops(void)
+{
+    uint64_t r = 88172645463325252ull;
+#define RND() (r ^= r << 13, r ^= r >> 7, r ^= r << 17, r)
+    pbx_jb_params_t p;
+    pbx_jb_t *jb;
+    int16_t pcm[480], out[960];
+    int bad = 0;
+    for (int round = 0; round < 20; round++) {
+        pbx_jb_params_default(&p);
+        p.max_delay_ms = 20 + (int)(RND() % 1000);
+        p.min_delay_ms = (int)(RND() % (uint64_t)(p.max_delay_ms + 1));
+        p.initial_delay_ms = (int)(RND() % 2001);
+        p.plc = (int)(RND() & 1);
+        if (pbx_jb_create(&p, &jb) != PBX_OK)
+            return 1;
+        uint16_t seq = (uint16_t)RND();
+        uint32_t ts = (uint32_t)RND();
+        int64_t t = (int64_t)(RND() % 1000000000);
+        uint64_t total = 0;
+        for (int k = 0; k < 5000; k++) {
+            uint64_t x = RND();
+            int n = 1 + (int)(x % 480);
+            for (int i = 0; i < n; i++)
+                pcm[i] = (int16_t)RND();
+            switch ((x >> 12) % 16) {
+            case 0: seq = (uint16_t)RND(); break;                 /* new numbering */
+            case 1: ts = (uint32_t)RND(); break;                  /* timestamp jump */
+            case 2: t += (int64_t)(RND() % 5000000); break;       /* stall */
+            case 3: t = (int64_t)(RND() >> 2) - ((int64_t)1 << 61); break;   /* clock nonsense */
+            case 4: pbx_jb_resync(jb); break;
+            case 5: if ((x >> 20) % 50 == 0) pbx_jb_reset(jb), total = 0; break;
+            default: break;
+            }
+            if (pbx_jb_put(jb, (uint16_t)(seq - (x >> 30) % 3), ts - (uint32_t)((x >> 33) % 3) * 160, pcm, n,
+                           t + (int64_t)((x >> 40) % 60000)) < 0)
+                bad++;
+            seq++;
+            ts += (uint32_t)n;
+            int g = 1 + (int)((x >> 48) % 960);
+            if (pbx_jb_get(jb, out, g, t) < 0)
+                bad++;
+            total += (uint64_t)g;
+            t += 20000;
+            pbx_jb_stats_t st;
+            pbx_jb_get_stats(jb, &st);
+            if (st.played_samples + st.concealed_samples + st.silence_samples != total)
+                bad++;
+        }
+        pbx_jb_destroy(jb);
+    }
+#undef RND
+    if (bad)
+        fprintf(stderr, "random_ops: %d failures\n", bad);
+    return bad;
+}
+
 int main(void)
 {
     char dir[1024];
@@ -389,6 +447,7 @@ int main(void)
     closedir(d);
     failures += steady_wrap();
     failures += bad_args();
+    failures += random_ops();
     if (files < 12) {
         fprintf(stderr, "test_jbuf: only %d scenario files\n", files);
         failures++;
