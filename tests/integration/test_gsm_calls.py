@@ -191,6 +191,9 @@ def sim(tmp_path_factory):
 def gsm_office(sim, tmp_path_factory):
     h = sim.add_modem("gsm1", model="ec25", imei=IMEI, **FAST)
     toml = SYSTEM_TOML + extensions_toml() + gsm_trunk_toml(h) + """
+[route]
+blacklist = ["+48700X."]
+
 [[route.inbound]]
 name = "GSM line"
 trunk = "gsm1"
@@ -289,3 +292,30 @@ def test_desk_phone_calls_out_through_gsm_answered_busy_and_no_answer(gsm_office
     assert r["status"] == "no_answer" and r["answered_at"] is None
     calls = [c["number"] for c in h.calls() if c["dir"] == "out"]
     assert calls[-3:] == ["+48500111222", "+48500000001", "+48500000002"]
+
+
+def test_mobile_caller_gives_up_while_the_desk_phone_rings(gsm_office, phones):
+    o, h, desk = gsm_office, gsm_office.sim, phones["202"]
+    h.incoming_call(number="+48600100300")
+    inc = desk.wait_event("incoming", timeout=15)
+    time.sleep(0.5)
+    h.remote_hangup()
+    st = desk.cmd("wait_state", call=inc["call"], states=["DISCONNECTED"], timeout=10)
+    assert st["state"] == "DISCONNECTED" and st["code"] == 487
+    r = o.record(lambda r: r["caller_number"] == "+48600100300")
+    assert r["status"] == "missed" and r["answered_at"] is None and r["hangup_side"] == "caller"
+    wait_until(lambda: h.status()["call"] is None, 5, what="modem idle")
+
+
+def test_blacklisted_mobile_caller_is_rejected_and_recorded(gsm_office, phones):
+    o, h = gsm_office, gsm_office.sim
+    h.incoming_call(number="+48700123456")
+    r = o.record(lambda r: r["caller_number"] == "+48700123456", timeout=15)
+    assert r["status"] == "rejected" and r["trunk"] == "gsm1" and r["hangup_cause"] == 21
+    wait_until(lambda: h.status()["call"] is None, 5, what="call rejected at the modem")
+    assert any("AT+CHUP" in str(entry) for entry in h.log(last=30))   # refused at the modem
+    time.sleep(0.5)
+    seen = []
+    while not phones["202"].events.empty():
+        seen.append(phones["202"].events.get_nowait()["event"])
+    assert "incoming" not in seen
