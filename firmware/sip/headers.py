@@ -98,7 +98,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = normalize_name(name)[0]
-        return any(k == key for k, _, _ in self._items)
+        for item in self._items:
+            if item[0] == key:
+                return True
+        return False
 
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
