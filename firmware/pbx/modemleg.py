@@ -31,9 +31,21 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from firmware.modem.errors import ModemBusy, ModemError
-from firmware.modem.events import (AudioStart, AudioStop, CallEnded, CallerId, DtmfReceived, Event,
-                                   IncomingCall, LineReleased, ModemFault, ModemReady, RemoteHangup,
-                                   RemoteRinging, SmsReceived)
+from firmware.modem.events import (
+    AudioStart,
+    AudioStop,
+    CallEnded,
+    CallerId,
+    DtmfReceived,
+    Event,
+    IncomingCall,
+    LineReleased,
+    ModemFault,
+    ModemReady,
+    RemoteHangup,
+    RemoteRinging,
+    SmsReceived,
+)
 from firmware.pbx.calls import Leg, SipLeg
 
 if TYPE_CHECKING:
@@ -41,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("firmware.pbx.trunks")
 
-__all__ = ["DtmfMerger", "ModemLeg", "ModemTrunk", "CAUSE_Q850"]
+__all__ = ["CAUSE_Q850", "DtmfMerger", "ModemLeg", "ModemTrunk"]
 
 CAUSE_Q850 = {"normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "missed": 16, "no_carrier": 16,
               "congestion": 34, "invalid_number": 1, "disconnect_tone": 16, "loop_current_drop": 16,
@@ -81,7 +93,7 @@ class DtmfMerger:
 class ModemLeg(Leg):
     """The call on a modem line (kind "gsm" or "fxo"). See the module docstring."""
 
-    def __init__(self, pbx: Any, port: "ModemTrunk", *, role: str, number: str, name: str = "",
+    def __init__(self, pbx: Any, port: ModemTrunk, *, role: str, number: str, name: str = "",
                  proxied: bool) -> None:
         super().__init__(pbx, role=role, number=number, name=name, trunk=port.name)
         self.kind = port.kind
@@ -310,7 +322,7 @@ class ModemLeg(Leg):
 class ModemTrunk:
     """One GSM or FXO trunk: its modem line, its one call, and its events."""
 
-    def __init__(self, trunks: "Trunks", cfg: Any, line: Any) -> None:
+    def __init__(self, trunks: Trunks, cfg: Any, line: Any) -> None:
         self.trunks = trunks
         self.cfg = cfg
         self.name: str = cfg.name

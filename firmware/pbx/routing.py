@@ -31,9 +31,21 @@ from zoneinfo import ZoneInfo
 from firmware.config import InboundRoute, OutboundRoute, Routes, match_pattern
 
 __all__ = [
-    "InboundDecision", "OutboundPlan", "FINAL_OUTCOMES", "FAILOVER_OUTCOMES", "number_forms",
-    "pattern_matches", "match_inbound", "plan_outbound", "is_final", "sip_failure_outcome",
-    "modem_dial_outcome", "trunk_unavailable", "billed_minutes", "day_start", "combine_failures",
+    "FAILOVER_OUTCOMES",
+    "FINAL_OUTCOMES",
+    "InboundDecision",
+    "OutboundPlan",
+    "billed_minutes",
+    "combine_failures",
+    "day_start",
+    "is_final",
+    "match_inbound",
+    "modem_dial_outcome",
+    "number_forms",
+    "pattern_matches",
+    "plan_outbound",
+    "sip_failure_outcome",
+    "trunk_unavailable",
 ]
 
 FINAL_OUTCOMES = frozenset({"answered", "busy", "no_answer", "rejected", "cancelled", "no_route"})

@@ -20,7 +20,7 @@ from typing import Any
 
 log = logging.getLogger("firmware.pbx.trunks")
 
-__all__ = ["DemoModems", "SIM_PREFIX"]
+__all__ = ["SIM_PREFIX", "DemoModems"]
 
 SIM_PREFIX = "sim/"
 """Trunk devices starting with this are the demo simulator's (relative to the data dir)."""
@@ -39,7 +39,7 @@ class DemoModems:
         self.modems = modems
 
     @classmethod
-    async def start(cls, data_dir: Path, trunks: Any, *, timeout: float = 60.0) -> "DemoModems | None":
+    async def start(cls, data_dir: Path, trunks: Any, *, timeout: float = 60.0) -> DemoModems | None:
         """Start the simulator for the demo trunks; None when there are none (or no simulator
         in this installation). Raises RuntimeError when it does not come up."""
         demo = [t for t in trunks if t.type in ("gsm", "fxo") and t.device.startswith(SIM_PREFIX)]
@@ -69,7 +69,7 @@ class DemoModems:
             ready = json.loads(line.decode() or "{}")
             if not ready.get("ready"):
                 raise ValueError(line.decode(errors="replace").strip() or "no ready line")
-        except (asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, ValueError) as e:
             await _terminate(proc)
             err = log_path.read_text(errors="replace")[-400:]
             raise RuntimeError(f"the demo modem simulator did not start: {e} {err}") from None
@@ -107,7 +107,7 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
             pass
         try:
             await asyncio.wait_for(proc.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from firmware.pbx.calls import Leg, SipLeg
-from firmware.pbx.routing import sip_failure_outcome
 from firmware.sip.auth import DigestClient
 from firmware.sip.errors import AuthError
 from firmware.sip.events import Addr, ResponseReceived, SipEvent
@@ -182,7 +181,7 @@ def _relaying(bridge: Any) -> bool:
 class SipTrunk:
     """One ``type = "sip"`` trunk. See the module docstring."""
 
-    def __init__(self, trunks: "Trunks", cfg: Any) -> None:
+    def __init__(self, trunks: Trunks, cfg: Any) -> None:
         self.trunks = trunks
         self.pbx = trunks.pbx
         self.cfg = cfg
@@ -436,8 +435,8 @@ class SipTrunk:
     def inbound_leg(self, ev: Any) -> tuple[SipTrunkLeg, str, str] | None:
         """A leg for an INVITE from the provider: (leg, caller number, DID). None after a
         rejection was sent."""
-        from firmware.pbx.sipua import ServerInvite
         from firmware.pbx.calls import codec_choice
+        from firmware.pbx.sipua import ServerInvite
         from firmware.sip.errors import SdpError, SipParseError
         req = ev.request
         ua = self.pbx.ua

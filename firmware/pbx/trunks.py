@@ -27,21 +27,31 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from firmware.pbx.calls import Leg, SipLeg
-from firmware.pbx.modemleg import OUTCOME_Q850, ModemLeg, ModemTrunk
+from firmware.pbx.modemleg import ModemLeg, ModemTrunk
 from firmware.pbx.numbers import allowed
-from firmware.pbx.routing import (billed_minutes, combine_failures, day_start, is_final, match_inbound,
-                                  modem_dial_outcome, plan_outbound, sip_failure_outcome, trunk_unavailable)
-from firmware.pbx.siptrunk import SipTrunk, SipTrunkLeg
+from firmware.pbx.routing import (
+    billed_minutes,
+    combine_failures,
+    day_start,
+    is_final,
+    match_inbound,
+    modem_dial_outcome,
+    plan_outbound,
+    sip_failure_outcome,
+    trunk_unavailable,
+)
+from firmware.pbx.siptrunk import SipTrunk
 
 log = logging.getLogger("firmware.pbx.trunks")
 
-__all__ = ["Trunks", "MODEM_WATCHDOG", "TONE_COUNTRY"]
+__all__ = ["MODEM_WATCHDOG", "TONE_COUNTRY", "Trunks"]
 
-MODEM_WATCHDOG = {"ping_interval": 5.0, "ping_timeout": 3.0, "max_misses": 3, "command_timeout": 5.0}
+MODEM_WATCHDOG: dict[str, Any] = {"ping_interval": 5.0, "ping_timeout": 3.0, "max_misses": 3, "command_timeout": 5.0}
 """Modem supervision (firmware.modem.session.SessionConfig): an idle module is pinged every
 5 s and reset after three unanswered commands -- a hung module is back in service well
 within 2 minutes (its reboot included)."""
@@ -272,7 +282,8 @@ class Trunks:
         self.pbx.route_inbound(call, destination)
 
     def _call_over(self) -> None:
-        for t in [*self.modems.values(), *self.sips.values()]:
+        trunks: list[Any] = [*self.modems.values(), *self.sips.values()]
+        for t in trunks:
             busy = t.busy if isinstance(t, ModemTrunk) else t.in_use > 0
             if t.restart_pending and not busy:
                 self.line_idle(t)
@@ -344,10 +355,9 @@ class Trunks:
         if caller.state == "ended":
             leg.hangup(16)
             return "cancelled"
-        if not caller.answered:
-            if not caller.answer() and isinstance(caller, SipLeg):
-                leg.hangup(16)
-                return "failed"
+        if not caller.answered and not caller.answer() and isinstance(caller, SipLeg):
+            leg.hangup(16)
+            return "failed"
         call.talk(leg)
         fields: dict[str, Any] = {"answered_at": leg.answered_at or time.time(),
                                   "ring_s": round((leg.answered_at or time.time()) - leg.created_at, 3)}
@@ -381,9 +391,10 @@ class Trunks:
         except Exception as e:
             log.error("minutes of %s not counted: %s", trunk, e)
             rows = []
-        periods = [(float(r[0]), float(r[1]) if r[1] is not None else now) for r in rows]
+        periods: list[tuple[float, float | None]] = [(float(r[0]), float(r[1]) if r[1] is not None else now)
+                                                     for r in rows]
         mt = self.modems.get(trunk)
-        live = [mt.leg] if mt is not None and mt.leg is not None else []
+        live: list[Leg] = [mt.leg] if mt is not None and mt.leg is not None else []
         live += list(self.sips[trunk].legs) if trunk in self.sips else []
         for leg in live:
             if leg.role == "callee" and leg.answered_at and leg.state != "ended" and leg.answered_at >= start:
@@ -414,7 +425,7 @@ class Trunks:
             leg.cancel()
             try:
                 await asyncio.wait_for(asyncio.shield(dial), 15)
-            except (asyncio.TimeoutError, ModemError):
+            except (TimeoutError, ModemError):
                 pass
             finally:
                 if not dial.done():
@@ -524,8 +535,7 @@ class Trunks:
         path = self.sms_path
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
-            for rec in self.sms:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in self.sms)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -615,7 +625,7 @@ class Trunks:
         self.pbx.ua.request(req, dest, done)
         try:
             ev = await asyncio.wait_for(fut, 6.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             findings["options"] = "no answer within 6 s"
             return findings
         resp = getattr(ev, "response", None)

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from firmware.media import DtmfDetector
-from tests.integration.test_gsm_calls import SYSTEM_TOML, Office, extensions_toml, heard_at_phone, wait_until
+from tests.integration.test_gsm_calls import (
+    SYSTEM_TOML,
+    Office,
+    extensions_toml,
+    heard_at_phone,
+    wait_until,
+)
 from tests.peers.audio import read_wav, tone, write_wav
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,7 +74,7 @@ def test_incoming_analog_call_with_caller_id_audio_dtmf_and_busy_tone_hangup(fxo
     desk.cmd("dtmf", call=inc["call"], digits="*8")
     time.sleep(1.5)
     h.capture_wav(path=None)
-    pcm, rate, _ = read_wav(capture)
+    pcm, _, _ = read_wav(capture)
     assert [d.digit for d in DtmfDetector().process(pcm.astype("<i2").tobytes())] == ["*", "8"]
     # the far end hangs up: the exchange plays busy tone; the modem reports <DLE>b
     t0 = time.monotonic()

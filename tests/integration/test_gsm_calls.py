@@ -119,8 +119,8 @@ class Office:
         web = WebUser(self.box.web_port, "admin", ADMIN_PASSWORD)
         html = web.get("/settings/trunks-status")
         rows = {}
-        for tr in re.findall(r"<tr>(.*?)</tr>", html, re.S):
-            cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        for tr in re.findall(r"<tr>(.*?)</tr>", html, re.DOTALL):
+            cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.DOTALL)]
             if cells:
                 rows[cells[0]] = cells
         return rows

@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from tests.integration.test_gsm_calls import (FAST, IMEI, SYSTEM_TOML, Office, extensions_toml, gsm_trunk_toml,
-                                              wait_until)
+from tests.integration.test_gsm_calls import (
+    FAST,
+    IMEI,
+    SYSTEM_TOML,
+    Office,
+    extensions_toml,
+    gsm_trunk_toml,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(150)
 

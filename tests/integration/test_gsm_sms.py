@@ -10,11 +10,17 @@ import time
 
 import pytest
 
-from firmware.api import ControlError
 from firmware.aio.service import Options, Service
+from firmware.api import ControlError
 from tests.conftest import free_port
 from tests.integration.conftest import free_block
-from tests.integration.test_gsm_calls import FAST, IMEI, SYSTEM_TOML, extensions_toml, gsm_trunk_toml
+from tests.integration.test_gsm_calls import (
+    FAST,
+    IMEI,
+    SYSTEM_TOML,
+    extensions_toml,
+    gsm_trunk_toml,
+)
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 import pytest
 
 from firmware.config import parse_provisioning
-from firmware.pbx.routing import (billed_minutes, combine_failures, day_start, is_final, match_inbound,
-                                  modem_dial_outcome, number_forms, plan_outbound, sip_failure_outcome,
-                                  trunk_unavailable)
+from firmware.pbx.routing import (
+    billed_minutes,
+    combine_failures,
+    day_start,
+    is_final,
+    match_inbound,
+    modem_dial_outcome,
+    number_forms,
+    plan_outbound,
+    sip_failure_outcome,
+    trunk_unavailable,
+)
 
 PROV = parse_provisioning("""
 [system]
