@@ -134,6 +134,22 @@ class SipTrunkLeg(SipLeg):
             self.te = None  # info / inband: no telephone-event; digits are detected in-band
         super()._configure()
 
+    def _answer_body(self) -> bytes:
+        """Our answer to the provider's offer: telephone-event only when the trunk uses RFC 4733."""
+        from firmware.sip.sdp import PCMU
+        offer = self.session.offer
+        port = self.channel.local_port if self.channel else 9
+        te = self.dtmf_mode == "rfc4733"
+        if offer is None:
+            return self.session.sdp.offer(port, self.offer_codecs(),
+                                          telephone_event=TELEPHONE_EVENT if te else None).serialize()
+        ans = self.session.sdp.answer(offer, port, telephone_event=te)
+        self.pt = 0 if ans.codec.key == PCMU.key else 8
+        self.te = ans.telephone_event.payload_type if ans.telephone_event else None
+        self.remote, self.remote_direction = ans.remote, ans.remote_direction
+        self._configure()
+        return ans.sdp.serialize()
+
     def take_peer_digit(self, source: Leg, digit: str) -> None:
         """A digit from the other party reaches the provider as the trunk's ``dtmf`` says.
         RFC 4733 between two RTP legs in a relaying bridge is forwarded by the engine."""

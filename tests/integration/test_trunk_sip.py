@@ -84,6 +84,7 @@ name = "partner"
 type = "sip"
 host = "{PARTNER_IP}"
 allow_ips = ["{PARTNER_IP}"]
+dtmf = "info"
 
 [route]
 blacklist = ["+48700X."]
@@ -94,6 +95,12 @@ name = "service line"
 trunk = "voip"
 did = "+48221234568"
 destination = "203"
+
+[[route.inbound]]
+name = "partner line"
+trunk = "partner"
+did = "+48221230000"
+destination = "202"
 
 [[route.inbound]]
 name = "main line"
@@ -252,3 +259,24 @@ def test_one_call_per_gsm_module_and_the_sims_daily_minutes(office, phones):
     assert [e["result"] for e in office.events(r3["id"]) if e["type"] == "trunk_attempt"] == \
         ["minutes_exhausted", "answered"]
     assert [c["number"] for c in h.calls() if c["dir"] == "out"] == ["+48601000001"]
+
+
+def test_partner_trunk_with_sip_info_dtmf(office, phones):
+    """A trunk set to dtmf = "info": its answer offers no telephone-event and the desk phone's
+    RFC 4733 digit reaches the partner as SIP INFO."""
+    work = office.tmp / "info"
+    work.mkdir(exist_ok=True)
+    s = sipp(work, "info", "provider_call_info.xml", ip=PARTNER_IP, target=f"127.0.0.1:{office.sip_port}",
+             template={"DID": "+48221230000", "CALLER": "+48500900900", "DIGIT": "5"},
+             args=("-m", "1", "-timeout", "30s")).start()
+    desk = phones["202"]
+    inc = desk.wait_event("incoming", timeout=15)
+    assert "500900900" in inc["remote"]
+    wait_until(lambda: desk.cmd("info", call=inc["call"])["state"] == "CONFIRMED", 10, what="connected")
+    time.sleep(0.5)
+    desk.cmd("dtmf", call=inc["call"], digits="5")
+    r = s.wait(20)
+    assert r.returncode == 0 and r.successful == 1, (r.stats, r.errors)
+    assert re.search(r"^INFO sip:", r.messages, re.M) and "Signal=5" in r.messages
+    rec = office.record(lambda row: row["caller_number"] == "+48500900900")
+    assert rec["trunk"] == "partner" and rec["did"] == "+48221230000" and rec["answered_by"] == "202"
