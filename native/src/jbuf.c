@@ -64,6 +64,7 @@
 #define JB_SHRINK_DEBT 120      /* a hole may take the delay this far (15 ms) below target */
 #define JB_STEP_MAX 360         /* largest time-scale step (45 ms; 3 periods of a low voice) */
 #define JB_WORK (JB_STEP_MAX + JB_STRETCH_PMAX) /* audio a compress step may look at */
+#define JB_PITCH_REUSE 10       /* gets a found period is trusted for "too small to step" */
 #define JB_QUIET_FADE 32        /* cross-fade of a step in quiet audio (4 ms) */
 #define JB_URGENT 320           /* 40 ms off target: time-scale even non-periodic audio */
 #define JB_VOICED 0.7f          /* normalised correlation that counts as periodic */
@@ -136,6 +137,7 @@ struct pbx_jb {
     int16_t pend[JB_STEP_MAX];
     int npend;
     int scale_backoff;          /* gets to wait before the next pitch search */
+    int pitch, pitch_age;       /* the last period found for time-scaling, gets since */
 
     pbx_jb_stats_t st;
 };
@@ -470,6 +472,8 @@ void pbx_jb_reset(pbx_jb_t *jb)
     jb->level = 0.f;
     jb->npend = 0;
     jb->scale_backoff = 0;
+    jb->pitch = JB_STRETCH_PMIN;
+    jb->pitch_age = JB_PITCH_REUSE;
     memset(&jb->st, 0, sizeof jb->st);
 }
 
@@ -794,9 +798,16 @@ static int time_scale(pbx_jb_t *jb, int64_t delta, int16_t *out, int space, int6
                 jb->scale_backoff--;
             return 0;
         }
+        /* Off target by less than the last period found: no step would fit, do not search
+           again for it until that period is 200 ms old. */
+        if (!urgent && jb->pitch_age < JB_PITCH_REUSE &&
+            (delta > 0 ? mag < jb->pitch : 2 * mag < jb->pitch))
+            return 0;
         float c;
         int P = pbx_pitch_search(jb->plc.hist, PBX_PLC_HIST, PBX_PLC_CORR_LEN, JB_STRETCH_PMIN,
                                  JB_STRETCH_PMAX, &c);
+        jb->pitch = P;
+        jb->pitch_age = 0;
         if (c < JB_VOICED && !urgent)
             jb->scale_backoff = 2;      /* not periodic: look again in 40 ms */
         int k = delta > 0 ? (int)(mag / P) : (int)((mag + P / 2) / P);
@@ -874,6 +885,8 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         jb->npend = 0;
     }
 
+    if (jb->pitch_age < JB_PITCH_REUSE)
+        jb->pitch_age++;
     jb->target = target_shift(jb);
     jb->target_delay = jb->recent_wait - (double)jb->target;
     jb->have_target = 1;
