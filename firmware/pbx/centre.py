@@ -290,8 +290,10 @@ class CallCentre:
         self._silence(entry)
         agent_leg.acd_offer = False
         call.talk(agent_leg)
+        # wait_s is the customer's whole wait (menu included); the queue event keeps the queue part
         self.pbx.calls.update_call(call.id, answered_at=agent_leg.answered_at, answered_by=a.agent,
-                                   wait_s=round(a.wait_s, 3), queue=a.queue,
+                                   wait_s=round((agent_leg.answered_at or time.time()) - call.started_at, 3),
+                                   queue=a.queue,
                                    ring_s=round((agent_leg.answered_at or time.time()) - agent_leg.created_at, 3))
         self.pbx.events.add(call.id, "answer", agent=a.agent, queue=a.queue, seconds=round(a.wait_s, 3))
         self.pbx.events.add(call.id, "queue_leave", queue=a.queue, result="answered", seconds=round(a.wait_s, 3))
