@@ -342,7 +342,7 @@ def test_queue_overflow_to_mobiles_needs_mobile_numbers(tmp_path):
 def test_provisioning_reference_documents_every_key():
     import dataclasses
     from firmware.config import SECTIONS, FeatureCodes, QueueMember, Recording, Routes, Security, Smtp, field_docs
-    text = (ROOT / "firmware" / "data" / "PROVISIONING.md").read_text()
+    text = (ROOT / "README.md").read_text()
     tables = {"security", "recording", "features", "smtp", "inbound", "outbound"}
     for cls in [*SECTIONS.values(), Security, Recording, FeatureCodes, Smtp, Routes, QueueMember]:
         docs = field_docs(cls)
