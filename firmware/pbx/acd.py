@@ -307,14 +307,21 @@ class Acd:
         return self._dispatch(now)
 
     # -- callers ------------------------------------------------------------------------
-    def enter(self, queue: str, call_id: str, number: str, now: float, priority: int = 0) -> list[Action]:
+    def enter(self, queue: str, call_id: str, number: str, now: float, priority: int = 0,
+              callback: bool = False) -> list[Action]:
+        """A caller joins `queue` (callback=True: a customer to call back, who is not on the line)."""
         q = self.queues[queue]
         s = q.settings
         if s.max_callers and len(q.callers) >= s.max_callers:
             return [Overflow(call_id, s.overflow, "full", queue)]
         if not s.joinempty and not self._logged_in(q):
             return [Overflow(call_id, s.overflow, "empty", queue)]
-        c = Caller(call_id, queue, number, now, next(self._seq), priority)
+        c = Caller(call_id, queue, number, now, next(self._seq), priority, callback=callback)
+        if callback:
+            q.callers.append(c)
+            q.callers.sort(key=lambda x: (-x.priority, x.seq))
+            self.callers[call_id] = c
+            return self._dispatch(now)
         if s.announce_position_every:
             c.next_position_at = now + s.announce_position_every
         if s.periodic_message_every:

@@ -24,6 +24,11 @@ from firmware.pbx.phrases import phrase
 
 log = logging.getLogger("firmware.pbx.centre")
 
+CALLBACK_ATTEMPTS = 3
+"""Tries to reach a customer who asked to be called back."""
+CALLBACK_RETRY_S = 120.0
+"""Seconds between those tries."""
+
 
 @dataclass
 class QueueEntry:
@@ -463,7 +468,8 @@ class CallCentre:
         self._silence(entry)
         self.entries.pop(call.id, None)
         await self.pbx.play_prompt(call.caller, phrase("callback_confirmed", entry.language), entry.language)
-        call.status = "callback"
+        # not served yet: a missed call until the callback connects (that closes the missed entry)
+        call.status = "missed"
         if not entry.result.done():
             entry.result.set_result("callback")
         call.caller.hangup(16)
@@ -478,54 +484,60 @@ class CallCentre:
         if not bindings:
             self._execute(self.acd.agent_failed(a.call_id, a.agent, time.time(), "unreachable"))
             return
-        legs = []
-        for b in bindings:
-            leg = self.pbx.make_agent_leg(ext, b)
-            legs.append(leg)
+        legs = [self.pbx.make_agent_leg(ext, b) for b in bindings]
         placeholder = self.pbx.new_outbound_call(legs[0], number=a.number)
+        try:
+            await self._run_callback(a, info, legs, placeholder)
+        finally:
+            if placeholder.ended_at is None:
+                placeholder.end()
+            self.pbx._finish_call(placeholder)
+
+    async def _run_callback(self, a: CallbackReady, info: dict[str, Any], legs: list[Leg], placeholder: Call) -> None:
         for leg in legs[1:]:
             placeholder.add_leg(leg)
         for leg in legs:
             self.pbx.start_agent_leg(placeholder, leg, display=f"Callback {a.number}")
-        outcomes = {leg.outcome for leg in legs}
-        winner = None
-        deadline = time.time() + 30
-        while outcomes and winner is None and time.time() < deadline:
-            done, outcomes = await asyncio.wait(outcomes, timeout=deadline - time.time(),
-                                                return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                if fut.result() == "answered":
-                    winner = next(l for l in legs if l.outcome is fut)
-        for leg in legs:
-            if leg is not winner and leg.state != "ended":
-                leg.cancel()
+        winner = await self.pbx._wait_parallel(legs, timeout=30)
         if winner is None:
             placeholder.status = "failed"
-            placeholder.end()
             self._execute(self.acd.agent_failed(a.call_id, a.agent, time.time(), "noanswer"))
             return
+        for leg in legs:
+            if leg is not winner:
+                placeholder.detach(leg)
         placeholder.caller = winner
         self._execute(self.acd.agent_answered(a.call_id, a.agent, time.time()))
-        self.pbx.calls.update_call(placeholder.id, queue=a.queue, answered_by=a.agent, campaign="callback")
-        self.pbx.events.add(placeholder.id, "callback_result", queue=a.queue, agent=a.agent, result="agent_answered",
-                            original_call=a.call_id)
-        await self.pbx.play_prompt(winner, f"Callback to {' '.join(a.number)}", info["language"])
+        self.pbx.calls.update_call(placeholder.id, queue=a.queue, answered_by=a.agent, campaign="callback",
+                                   attempt=info["attempts"] + 1)
+        self.pbx.events.add(placeholder.id, "callback_result", queue=a.queue, agent=a.agent,
+                            result="agent_answered", original_call=a.call_id)
+        await self.pbx.play_prompt(winner, phrase("callback_connecting", info["language"]), info["language"])
         outcome = await self.pbx.carrier.dial_external(placeholder, a.number)
         self.pbx.events.add(a.call_id, "callback_result", queue=a.queue, agent=a.agent, result=outcome,
                             callback_call=placeholder.id)
         if outcome != "answered":
             info["attempts"] += 1
-            placeholder.status = "failed"
+            placeholder.status = {"busy": "busy", "no_answer": "no_answer"}.get(outcome, "failed")
             if winner.state != "ended":
                 winner.hangup(16)
             self._execute(self.acd.call_ended(a.call_id, a.agent, time.time()))
+            if info["attempts"] < CALLBACK_ATTEMPTS:
+                asyncio.get_running_loop().call_later(CALLBACK_RETRY_S, self._requeue_callback, a.call_id, info)
+            else:
+                self.callbacks.pop(a.call_id, None)
             return
         self.callbacks.pop(a.call_id, None)
         placeholder.queue = a.queue
-        placeholder.callback_of = a.call_id
         await placeholder.done
         self._execute(self.acd.call_ended(a.call_id, a.agent, time.time(),
                                           talk_s=time.time() - (placeholder.answered_at or time.time())))
+
+    def _requeue_callback(self, call_id: str, info: dict[str, Any]) -> None:
+        """The customer did not answer the callback: keep the promise and try again later."""
+        if info["queue"] not in self.acd.queues:
+            return
+        self._execute(self.acd.enter(info["queue"], call_id, info["number"], time.time(), callback=True))
 
     # ------------------------------------------------------------------ the end of a queue call
     def call_finished(self, call: Call) -> None:

@@ -225,3 +225,9 @@ def test_static_member_cannot_log_out_and_unknown_strategy_refused():
         acd.logout("201", "600", now=0)
     with pytest.raises(ValueError, match="unknown queue strategy"):
         acd.configure_queue(QueueSettings("601", strategy="bogus"), now=0)
+
+
+def test_callback_entry_for_a_customer_not_on_the_line():
+    acd, _ = make("linear", members=("201",))
+    acts = acd.enter("600", "cb1", "+48600100200", now=0, callback=True)
+    assert acts == [CallbackReady("cb1", "201", "+48600100200", "600")]
