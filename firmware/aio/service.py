@@ -142,6 +142,10 @@ class Service:
         self.pbx = Pbx(config=self.config, calls=self.calls, recordings=self.recordings, engine=self.engine,
                        live=self.live, data_dir=self.data_dir, version=__version__, started_at=self.started_at)
         self.engine.attach(loop, self.pbx.on_media_event)
+        from firmware.aio.notify import Notifier
+        self.notifier = Notifier(self.config.current, self.pbx.send_sms, self._reached)
+        self.pbx.notify = self.notifier.emit
+        self._closers.append(self.notifier.close)
         if self.options.demo:
             # the demo's GSM line is the modem simulator; its ports replace the demo trunks' devices
             from firmware.pbx.simdemo import DemoModems
@@ -160,6 +164,10 @@ class Service:
         host, port = self.web_bind
         await web.TCPSite(runner, host or None, port).start()
         self._closers.append(runner.cleanup)
+
+    def _reached(self, number: str, since: float) -> bool:
+        """Whether a customer was connected (in or out) since a time: their missed call is dealt with."""
+        return any(c.answered_at and c.answered_at >= since for c in self.calls.calls_of_number(number))
 
     def _repair_recordings(self, call_ids: list[str]) -> int:
         """Recordings of calls cut by a power loss: fix their WAV headers so they play."""

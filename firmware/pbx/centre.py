@@ -117,8 +117,10 @@ class CallCentre:
                 raise KeyError(f"no queue {queue}")
             if self.acd.is_logged_in(extension, queue):
                 self._execute(self.acd.logout(extension, queue, now))
+                self.pbx.agent_changed(extension)
                 return False
             self._execute(self.acd.login(extension, queue, now))
+            self.pbx.agent_changed(extension)
             return True
         if a is not None and a.dynamic:
             for q in list(a.dynamic):
@@ -127,6 +129,7 @@ class CallCentre:
         for q in self.pbx.prov.queues:
             if not self.acd.is_logged_in(extension, q.number):
                 self._execute(self.acd.login(extension, q.number, now))
+        self.pbx.agent_changed(extension)
         return True
 
     def toggle_pause(self, extension: str, reason: str) -> bool:
@@ -151,6 +154,7 @@ class CallCentre:
                 self._execute(self.acd.logout(extension, queue, now))
         except ValueError as e:
             raise ControlError(str(e)) from None
+        self.pbx.agent_changed(extension)
 
     async def agent_status(self, extension: str, status: str, reason: str = "") -> None:
         if self.pbx.prov.extension(extension) is None:
@@ -665,6 +669,9 @@ class CallCentre:
         except asyncio.TimeoutError:
             caller.hangup(16)
         call.status = "voicemail"
+        self.pbx.notify("voicemail", extension=extension, number=caller.number, call_id=call.id,
+                        seconds=round(time.time() - (caller.answered_at or time.time())),
+                        time=time.strftime("%H:%M", time.localtime(call.started_at)))
         return "voicemail"
 
     # ------------------------------------------------------------------ listen / whisper / barge

@@ -93,6 +93,9 @@ class Pbx:
         self._stopping = False
         self._reg_trusted: set[str] = set()
         self._player_waiters: dict[int, asyncio.Future] = {}
+        self.notify: Any = _no_notices
+        """notify(event, **data): set by the service to the notifier (SMS, e-mail, webhooks)."""
+        self._disk_alarm_at = 0.0
         from firmware.pbx.centre import CallCentre
         from firmware.pbx.features import Features
         from firmware.pbx.trunks import Trunks
@@ -107,6 +110,7 @@ class Pbx:
     # ------------------------------------------------------------------ life cycle
     async def start(self, *, sip_bind: tuple[str, int], demo: bool = False) -> None:
         from firmware.aio.sip_transport import SipEndpoint
+        from firmware.sip.overload import OverloadGuard
         from firmware.sip.transaction import TransactionLayer
 
         self.sip_bind = sip_bind
@@ -116,7 +120,10 @@ class Pbx:
         # No automatic 100 Trying: an unauthenticated INVITE is answered with 401 at once,
         # because cheap phones (pyVoIP among them) take a 100 before the 401 as success and
         # never send their credentials. The PBX sends 100 itself once the caller is known.
-        layer = TransactionLayer(auto_trying=False, accept_request=self._accept_request)
+        # Under overload new calls and registrations get 503 + Retry-After; calls in progress
+        # keep going (firmware.sip.overload).
+        layer = TransactionLayer(auto_trying=False, accept_request=self._accept_request,
+                                 overload=OverloadGuard())
         self.endpoint = await SipEndpoint.create(
             sip_bind, on_event=self._on_sip_event, accept_source=self._accept_source, layer=layer,
             advertise=None if host in ("0.0.0.0", "", "::") else host)
@@ -240,6 +247,7 @@ class Pbx:
             log.warning("authentication failed from %s for %r: %s", ev.source.host, result.username, result.reason)
             if ban is not None:
                 log.warning("banned %s: %s", ban.ip, ban.reason)
+                self.notify("ban", ip=ban.ip, reason=ban.reason, until=ban.until)
         algs = None
         claimed = result.username
         if not claimed:
@@ -770,6 +778,9 @@ class Pbx:
         if call.recording_path:
             self.recordings.finished(call.recording_path)
         self.events.add(call.id, "hangup", result=hangup_side)
+        if status == "missed" and call.direction == "inbound" and caller.number:
+            self.notify("missed_call", number=caller.number, call_id=call.id, queue=call.queue, trunk=caller.trunk,
+                        time=time.strftime("%H:%M", time.localtime(call.started_at)))
         try:
             self.centre.call_finished(call)
         except Exception:
@@ -882,6 +893,16 @@ class Pbx:
             log.warning("music on hold not played: %s", e)
             return None
 
+    def disk_alarm(self, detail: str) -> None:
+        """Recording stopped for lack of space: tell someone, at most once an hour."""
+        if time.time() - self._disk_alarm_at > 3600:
+            self._disk_alarm_at = time.time()
+            self.notify("disk_full", detail=detail)
+
+    def line_down(self, trunk: str, detail: str) -> None:
+        """A line (modem or SIP trunk) went out of service (called by firmware.pbx.trunks)."""
+        self.notify("trunk_down", trunk=trunk, detail=detail)
+
     def recording_policy(self, call: Call) -> str:
         """always | never | on_demand: the route's or queue's choice, else the first of the
         parties' extensions that has one, else the box's default."""
@@ -920,6 +941,7 @@ class Pbx:
         if not perm.allowed:
             self.calls.set_recording(call.id, state="failed", note=perm.reason)
             log.error("recording of call %s not started: %s", call.id, perm.reason)
+            self.disk_alarm(perm.reason)
             return
         rel, path = self.recordings.allocate(call.id, started_at=call.started_at, caller=call.caller.number,
                                              callee=call.peer.number if call.peer else "")
@@ -1276,6 +1298,10 @@ class Pbx:
         except PromptError as e:
             raise ControlError(str(e)) from None
         return Path(path).read_bytes()
+
+
+def _no_notices(event: str, **data: Any) -> None:
+    """Notices go nowhere until the service connects the notifier."""
 
 
 def _replaces_of(uri: SipUri) -> tuple[str, str, str] | None:
