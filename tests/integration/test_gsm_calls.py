@@ -144,10 +144,23 @@ class WebUser:
         page = self.get("/login")
         csrf = re.search(r'name="_csrf" value="([^"]+)"', page).group(1)
         self.post("/login", {"name": name, "password": password, "_csrf": csrf})
+        self.csrf = ""
+        self.get("/account")                  # the logged-in session's CSRF token
 
     def get(self, path: str) -> str:
         with self.opener.open(self.base + path, timeout=10) as r:
-            return r.read().decode()
+            page = r.read().decode()
+        m = re.search(r'name="_csrf" value="([^"]+)"', page)
+        if m:
+            self.csrf = m.group(1)
+        return page
+
+    def post_json(self, path: str, data: dict) -> dict:
+        import json
+        req = urllib.request.Request(self.base + path, json.dumps(data).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf})
+        with self.opener.open(req, timeout=10) as r:
+            return json.loads(r.read().decode())
 
     def post(self, path: str, data: dict) -> str:
         body = urllib.parse.urlencode(data).encode()
@@ -319,3 +332,27 @@ def test_blacklisted_mobile_caller_is_rejected_and_recorded(gsm_office, phones):
     while not phones["202"].events.empty():
         seen.append(phones["202"].events.get_nowait()["event"])
     assert "incoming" not in seen
+
+
+def test_click_to_call_through_gsm_plays_ringback_to_the_agent_until_the_mobile_answers(gsm_office, phones):
+    """The agent's phone answers first (click-to-call from the REST API); while the mobile
+    rings the agent hears the box's ringback (Polish 425 Hz), then the mobile."""
+    o, h, desk = gsm_office, gsm_office.sim, phones["201"]
+    h.outgoing(fate="answer", number="+48500111333", answer_delay=3.0)
+    h.audio_tone(freqs=[1200.0])
+    web = WebUser(o.box.web_port, "admin", ADMIN_PASSWORD)
+    res = web.post_json("/api/v1/originate", {"number": "+48500111333", "extension": "201"})
+    inc = desk.wait_event("incoming", timeout=10)
+    desk.cmd("answer", call=inc["call"])
+    wait_until(lambda: (h.status()["call"] or {}).get("state") == "active", 15, what="the mobile answered")
+    time.sleep(2.0)
+    rec = desk.cmd("info", call=inc["call"])["record"]
+    data = open(rec, "rb").read()[44:]
+    pcm = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
+    assert band_energy_ratio(pcm[int(0.2 * 8000):int(0.9 * 8000)], 425.0, 8000) > 0.7, "no ringback"
+    assert heard_at_phone(rec, 1200.0, last_s=1.0) > 0.7, "the mobile is not heard after it answered"
+    desk.cmd("hangup", call=inc["call"])
+    r = o.record(lambda r: r["id"] == res["call_id"])
+    assert r["direction"] == "outbound" and r["trunk"] == "gsm1" and r["status"] == "answered"
+    assert r["external_number"] == "+48500111333" and r["from_extension"] == "201"
+    wait_until(lambda: h.status()["call"] is None, 5, what="modem idle")
