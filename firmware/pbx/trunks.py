@@ -238,7 +238,12 @@ class Trunks:
         """A modem rings (IncomingCall): make its leg and call, and route it."""
         number = ev.number or ""
         name = ev.name or (cid.name if cid is not None and cid.name else "") or ""
-        leg = ModemLeg(self.pbx, mt, role="caller", number=number or "anonymous", name=name, proxied=True)
+        try:
+            leg = ModemLeg(self.pbx, mt, role="caller", number=number or "anonymous", name=name, proxied=True)
+        except Exception as e:  # the engine has no channel left: refuse rather than ring forever
+            log.error("%s: incoming call from %s refused, no media: %s", mt.name, number or "a withheld number", e)
+            mt.hangup_line()
+            return
         mt.leg = leg
         log.info("%s: incoming call from %s%s", mt.name, number or "a withheld number",
                  f" ({name})" if name else "")

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 FAST = dict(ring_interval=1.0, answer_delay=0.3, alert_delay=0.2, busy_delay=0.3, no_answer_time=1.5,
             boot_time=0.5, ussd_delay=0.2)
 IMEI = "867698041234561"
+HUAWEI_IMEI = "358756001122337"
 ADMIN_PASSWORD = "Admin-pass-Xq7v9Lm-42"
 
 
@@ -55,7 +56,7 @@ role = "admin"
 """
 
 
-def gsm_trunk_toml(h, name: str = "gsm1", model: str = "ec25", extra: str = "") -> str:
+def gsm_trunk_toml(h, name: str = "gsm1", model: str = "ec25", extra: str = "", imei: str = IMEI) -> str:
     return f"""
 [[trunk]]
 name = "{name}"
@@ -63,7 +64,7 @@ type = "gsm"
 model = "{model}"
 device = "{h.at_path}"
 audio_device = "{h.audio_path or ''}"
-imei = "{IMEI}"
+imei = "{imei}"
 {extra}
 """
 
@@ -203,9 +204,16 @@ def sim(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gsm_office(sim, tmp_path_factory):
     h = sim.add_modem("gsm1", model="ec25", imei=IMEI, **FAST)
-    toml = SYSTEM_TOML + extensions_toml() + gsm_trunk_toml(h) + """
+    h2 = sim.add_modem("gsm2", model="huawei", imei=HUAWEI_IMEI, **FAST)
+    toml = SYSTEM_TOML + extensions_toml() + gsm_trunk_toml(h) + gsm_trunk_toml(h2, "gsm2", "huawei",
+                                                                                 imei=HUAWEI_IMEI) + """
 [route]
 blacklist = ["+48700X."]
+
+[[route.inbound]]
+name = "Huawei line"
+trunk = "gsm2"
+destination = "201"
 
 [[route.inbound]]
 name = "GSM line"
@@ -220,8 +228,9 @@ permission = "mobile"
 """
     o = Office(tmp_path_factory.mktemp("gsm_office"), toml)
     o.sim = h
+    o.sim2 = h2
     try:
-        wait_until(lambda: "modem ready" in o.box.output(), 20, what="modem ready")
+        wait_until(lambda: o.box.output().count("modem ready") >= 2, 20, what="modems ready")
         yield o
     finally:
         o.close()
@@ -356,3 +365,22 @@ def test_click_to_call_through_gsm_plays_ringback_to_the_agent_until_the_mobile_
     assert r["direction"] == "outbound" and r["trunk"] == "gsm1" and r["status"] == "answered"
     assert r["external_number"] == "+48500111333" and r["from_extension"] == "201"
     wait_until(lambda: h.status()["call"] is None, 5, what="modem idle")
+
+
+def test_huawei_dongle_line_with_its_320_byte_audio_port(gsm_office, phones):
+    """A second module of another make on the same box: its own line, audio both ways."""
+    o, h, desk = gsm_office, gsm_office.sim2, phones["201"]
+    h.audio_tone(freqs=[900.0])
+    h.incoming_call(number="+48600100400")
+    inc = desk.wait_event("incoming", timeout=15)
+    desk.cmd("answer", call=inc["call"])
+    desk.cmd("play", call=inc["call"], wav=tone_wav(o.tmp, 500))
+    wait_until(lambda: (h.status()["call"] or {}).get("state") == "active", 10, what="answered")
+    time.sleep(2.5)
+    assert heard_at_phone(desk.cmd("info", call=inc["call"])["record"], 900.0) > 0.7
+    assert abs(h.heard(seconds=1.0)["dominant_hz"] - 500.0) < 15
+    desk.cmd("hangup", call=inc["call"])
+    r = o.record(lambda r: r["caller_number"] == "+48600100400")
+    assert r["trunk"] == "gsm2" and r["status"] == "answered" and r["hangup_side"] == "callee"
+    wait_until(lambda: h.status()["call"] is None, 5, what="modem idle")
+    assert gsm_office.sim.status()["call"] is None       # gsm1 untouched
