@@ -35,6 +35,11 @@ device = "{h.at_path}"
 [[route.inbound]]
 trunk = "line1"
 destination = "202"
+
+[[route.outbound]]
+pattern = "0XXXXXXXXX"
+trunks = ["line1"]
+permission = "local"
 """
     o = Office(tmp_path, toml)
     o.sim = h
@@ -87,3 +92,16 @@ def test_incoming_analog_call_with_caller_id_audio_dtmf_and_busy_tone_hangup(fxo
     assert r["caller_name"] == "KOWALSKI JAN" and r["hangup_side"] == "caller" and r["ended_at"] - t0 < 1e10
     wait_until(lambda: not h.status()["in_vtr"] and h.status()["call"] is None, 10, what="line on hook")
     print(f"far-end hang-up detected {took:.1f} s after it")
+    # out: a desk phone dials through the analog line; audio both ways; the phone hangs up
+    caller = o.phone("201")
+    call = caller.cmd("dial", uri=o.uri("0221234567"), wait_confirmed=20)
+    assert call["state"] == "CONFIRMED", o.box.output()[-2000:]
+    caller.cmd("play", call=call["call"], wav=str(wav), loop=True)
+    time.sleep(2.5)
+    assert heard_at_phone(caller.cmd("info", call=call["call"])["record"], 440.0, last_s=1.0) > 0.7
+    assert abs(h.heard(seconds=1.0)["dominant_hz"] - 700.0) < 15
+    caller.cmd("hangup", call=call["call"])
+    wait_until(lambda: not h.status()["in_vtr"] and h.status()["call"] is None, 10, what="line on hook again")
+    r = o.record(lambda r: r["callee_number"] == "0221234567")
+    assert r["trunk"] == "line1" and r["status"] == "answered" and r["hangup_side"] == "caller"
+    assert [c["number"] for c in h.calls() if c["dir"] == "out"] == ["0221234567"]
