@@ -4,6 +4,13 @@ Datagrams and stream segments go into the sans-I/O layer with ``now = loop.time(
 layer wants sent goes out; its events go to ``on_event``; one ``loop.call_at`` timer is re-armed
 from ``layer.get_timer()`` (aioquic's ``QuicConnectionProtocol`` pattern).
 
+UDP is read straight from the event loop, not through an asyncio transport: each wake-up drains
+up to :attr:`_Udp.batch` datagrams (one wake-up per datagram was a large share of the cost under
+load), and the kernel's receive timestamp of each one tells how long it waited in the socket
+buffer, which is what the transaction layer's overload guard needs
+(:class:`~firmware.sip.overload.OverloadGuard`); the guard also hears how late the event loop
+runs, for TCP.
+
 TCP connections are kept per remote address: responses go back on the connection the request
 came in on, and requests to an address with an open connection (a phone behind NAT that
 registered over TCP) reuse it. A double-CRLF ping is answered with a CRLF pong (RFC 5626).
@@ -17,6 +24,9 @@ import errno
 import inspect
 import logging
 import socket
+import struct
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,19 +42,92 @@ EventHandler = Callable[[SipEvent], Any]
 SourceFilter = Callable[[str], bool]
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: SipEndpoint) -> None:
+# Linux's value (asm-generic/socket.h): SCM_TIMESTAMPNS carries a struct timespec of the
+# moment the datagram reached the socket (CLOCK_REALTIME).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+class _Udp:
+    """The UDP socket of an endpoint, driven by ``loop.add_reader``/``add_writer``."""
+
+    batch = 64
+    """Datagrams read per wake-up at most (then other callbacks and timers get their turn)."""
+    max_backlog = 10000
+    """Datagrams queued for sending while the socket buffer is full; more are dropped."""
+
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
         self.endpoint = endpoint
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = endpoint._loop
+        self.timestamps = _enable_timestamps(sock)
+        self._buf = bytearray(65536)
+        self._view = memoryview(self._buf)
+        self._out: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.closed = False
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _readable(self) -> None:
+        sock, view, endpoint = self.sock, self._view, self.endpoint
+        for _ in range(self.batch):
+            if self.closed:
+                return
+            arrived: float | None = None
+            try:
+                if self.timestamps:
+                    n, anc, _, addr = sock.recvmsg_into((view,), _ANC_SIZE)
+                    for level, kind, cdata in anc:
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                            sec, nsec = _TIMESPEC.unpack_from(cdata)
+                            arrived = sec + nsec * 1e-9
+                else:
+                    n, addr = sock.recvfrom_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # an ICMP error of an earlier send, reported here
+                log.debug("UDP receive: %s", e)
+                continue
+            endpoint._datagram(bytes(view[:n]), addr[0], addr[1], arrived)
 
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.endpoint._datagram(data, addr[0], addr[1])
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closed:
+            return
+        if not self._out:
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.loop.add_writer(self.sock.fileno(), self._writable)
+            except OSError as e:
+                log.debug("UDP send to %s failed: %s", addr, e)
+                return
+        if len(self._out) >= self.max_backlog:
+            log.warning("UDP send queue full: datagram to %s dropped", addr)
+            return
+        self._out.append((data, addr))
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP error: %s", exc)
+    def _writable(self) -> None:
+        while self._out and not self.closed:
+            data, addr = self._out[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.debug("UDP send to %s failed: %s", addr, e)
+            self._out.popleft()
+        if not self.closed:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self._out.clear()
+        self.sock.close()
 
 
 class _Tcp(asyncio.Protocol):
@@ -118,6 +201,7 @@ class SipEndpoint:
         """Transport counters."""
         self._loop = asyncio.get_running_loop()
         self._udp: _Udp | None = None
+        self._lag_timer: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
         self._conns: dict[Addr, _Tcp] = {}
         self._connecting: dict[Addr, list[bytes]] = {}
@@ -160,24 +244,39 @@ class SipEndpoint:
         for t in transports:
             layer.set_sent_by(t, self.advertised_host, self._port)
         self._sweeper = self._loop.create_task(self._sweep())
+        if layer.overload is not None:
+            self._watch_lag(self._loop.time())
         return self
 
     async def _bind(self, host: str, port: int, transports: tuple[str, ...]) -> None:
         if "udp" in transports:
-            transport, proto = await self._loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=(host, port), reuse_port=False)
-            self._udp = proto
-            port = transport.get_extra_info("sockname")[1]
-            _grow_receive_buffer(transport.get_extra_info("socket"), self.udp_receive_buffer)
+            sock = await self._udp_socket(host, port)
+            self._udp = _Udp(self, sock)
+            port = sock.getsockname()[1]
         if "tcp" in transports:
             self._server = await self._loop.create_server(lambda: _Tcp(self, None), host, port,
                                                           reuse_address=True)
             port = self._server.sockets[0].getsockname()[1]
         self._port = port
 
+    async def _udp_socket(self, host: str, port: int) -> socket.socket:
+        infos = await self._loop.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+        error: OSError = OSError(f"cannot resolve {host}")
+        for family, _, proto, _, addr in infos:
+            sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+            try:
+                sock.setblocking(False)
+                _grow_receive_buffer(sock, self.udp_receive_buffer)
+                sock.bind(addr)
+                return sock
+            except OSError as e:
+                sock.close()
+                error = e
+        raise error
+
     async def _unbind(self) -> None:
-        if self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.close()
+        if self._udp is not None:
+            self._udp.close()
         self._udp = None
         if self._server is not None:
             self._server.close()
@@ -188,8 +287,8 @@ class SipEndpoint:
     @property
     def local_addr(self) -> tuple[str, int]:
         """``(host, port)`` the endpoint is bound to (the same port for UDP and TCP)."""
-        if self._udp is not None and self._udp.transport is not None:
-            return self._udp.transport.get_extra_info("sockname")[:2]
+        if self._udp is not None:
+            return self._udp.sock.getsockname()[:2]
         assert self._server is not None
         return self._server.sockets[0].getsockname()[:2]
 
@@ -248,6 +347,8 @@ class SipEndpoint:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._lag_timer is not None:
+            self._lag_timer.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self._conns.values()):
@@ -272,14 +373,17 @@ class SipEndpoint:
             self.stats["filtered"] += 1
         return ok
 
-    def _datagram(self, data: bytes, ip: str, port: int) -> None:
+    def _datagram(self, data: bytes, ip: str, port: int, arrived: float | None = None) -> None:
         if self._closed or not self._accepted(ip):
             return
         if not data.strip(b"\r\n \t"):
             self.stats["keepalives"] += 1
             return
+        now = self._loop.time()
+        if arrived is not None and self.layer.overload is not None:
+            self.layer.overload.note_delay(time.time() - arrived, now)
         try:
-            self.layer.receive_datagram(data, Addr("udp", ip, port), self._loop.time())
+            self.layer.receive_datagram(data, Addr("udp", ip, port), now)
         except Exception:
             log.exception("SIP datagram from %s:%d broke the stack", ip, port)
         self._process()
@@ -385,11 +489,8 @@ class SipEndpoint:
 
     def _transmit(self, data: bytes, dest: Addr) -> None:
         if dest.transport == "udp":
-            if self._udp is not None and self._udp.transport is not None:
-                try:
-                    self._udp.transport.sendto(data, (dest.host, dest.port))
-                except OSError as e:
-                    log.debug("UDP send to %s failed: %s", dest, e)
+            if self._udp is not None:
+                self._udp.sendto(data, (dest.host, dest.port))
             return
         conn = self._conns.get(dest)
         if conn is not None:
@@ -437,6 +538,16 @@ class SipEndpoint:
             log.exception("SIP timer handling failed")
         self._process()
 
+    LAG_PERIOD = 0.1
+    """Seconds between two looks at how late the event loop runs (for the overload guard)."""
+
+    def _watch_lag(self, due: float) -> None:
+        now = self._loop.time()
+        if self.layer.overload is not None:
+            self.layer.overload.note_lag(now - due, now)
+        if not self._closed:
+            self._lag_timer = self._loop.call_at(now + self.LAG_PERIOD, self._watch_lag, now + self.LAG_PERIOD)
+
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, self.tcp_partial_timeout / 4, self.tcp_idle_timeout / 4))
@@ -445,6 +556,15 @@ class SipEndpoint:
                 idle = now - conn.last_activity
                 if idle > self.tcp_idle_timeout or (conn.parser.buffered and idle > self.tcp_partial_timeout):
                     conn.close()
+
+
+def _enable_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each received datagram (SO_TIMESTAMPNS); False where it cannot."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
 
 def _grow_receive_buffer(sock: Any, size: int) -> None:

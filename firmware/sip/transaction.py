@@ -22,7 +22,10 @@ Beyond section 17 the layer does the work every UA core needs and that is easy t
   for a new request (pyVoIP after a 401) gets a new transaction, not a retransmitted answer,
   and with the source address, so two phones whose branches collide stay apart;
 * ``accept_request``: a post-parse filter that drops a request silently (scanner user agents);
-  a non-INVITE request the TU never answers is forgotten after 64*T1 (timer Z).
+  a non-INVITE request the TU never answers is forgotten after 64*T1 (timer Z);
+* ``overload``: an :class:`~firmware.sip.overload.OverloadGuard` asked before each new
+  out-of-dialog request; when it refuses, the layer answers 503 with Retry-After itself (the
+  transaction absorbs the retransmissions) and the TU only sees a ``MessageRejected``.
 
 The 2xx retransmission above is the TU's job in RFC 6026; the layer does it for the TU, which
 must therefore send a 2xx once and not repeat it.
@@ -50,6 +53,7 @@ from .events import (
     TransportError,
 )
 from .headers import Via, new_branch, new_tag
+from .overload import OverloadGuard
 from .message import (
     MAX_MESSAGE_SIZE,
     Message,
@@ -195,7 +199,8 @@ class TransactionLayer:
     def __init__(self, *, timers: Timers | None = None, force_rport: bool = True,
                  auto_trying: bool = True, uri_schemes: Iterable[str] = ("sip", "sips", "tel"),
                  max_size: int = MAX_MESSAGE_SIZE,
-                 accept_request: Callable[[SipRequest, Addr], bool] | None = None) -> None:
+                 accept_request: Callable[[SipRequest, Addr], bool] | None = None,
+                 overload: OverloadGuard | None = None) -> None:
         self.timers = timers or Timers()
         self.force_rport = force_rport
         """Answer every request at its source address and port, rport or not."""
@@ -208,6 +213,9 @@ class TransactionLayer:
         """Called with each new request (not retransmissions, ACKs or CANCELs) before anything
         else happens; ``False`` drops it silently: no transaction, no 100 Trying, no event but a
         ``MessageRejected(status=None, reason="filtered")``. For scanner user agents."""
+        self.overload = overload
+        """Admission control of new out-of-dialog requests (``None``: admit everything)."""
+        self._unanswered: set[ServerTransaction] = set()
         self._client: dict[tuple[str, str], ClientTransaction] = {}
         self._server: dict[tuple[object, ...], ServerTransaction] = {}
         self._ack_waits: dict[tuple[str, int, str | None], _AckWait] = {}
@@ -218,7 +226,7 @@ class TransactionLayer:
         self._sent_by: dict[str, tuple[str, int]] = {}
         self.stats: dict[str, int] = {
             "requests": 0, "responses": 0, "retransmissions_absorbed": 0,
-            "retransmissions_sent": 0, "stray_responses": 0, "rejected": 0,
+            "retransmissions_sent": 0, "stray_responses": 0, "rejected": 0, "overload_rejected": 0,
         }
         """Counters for monitoring."""
 
@@ -230,6 +238,11 @@ class TransactionLayer:
     # --- inspection -------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
+
+    @property
+    def pending(self) -> int:
+        """Requests received and not answered with a final response yet."""
+        return len(self._unanswered)
 
     def find_server_transaction(self, request: SipRequest) -> ServerTransaction | None:
         """The live server transaction of ``request``, or ``None``."""
@@ -312,6 +325,15 @@ class TransactionLayer:
         kind = Kind.INVITE_SERVER if msg.method == "INVITE" else Kind.NON_INVITE_SERVER
         txn = ServerTransaction(kind, msg, source, key, self._response_dest(msg, source))
         self._server[key] = txn
+        if self.overload is not None and msg.to_tag is None and not self.overload.admit(
+                now, len(self._unanswered), "authorization" in msg.headers or "proxy-authorization" in msg.headers):
+            self.stats["overload_rejected"] += 1
+            txn.state = INITIAL[kind][0]
+            retry = str(self.overload.retry_after_value())
+            self._apply(txn, Input.SEND_FINAL, now, make_response(msg, 503, headers=[("Retry-After", retry)]))
+            self._events.append(MessageRejected(source, 503, "overloaded"))
+            return
+        self._unanswered.add(txn)
         if msg.uri.scheme not in self.uri_schemes:
             txn.state = INITIAL[kind][0]
             self._apply(txn, Input.SEND_FINAL, now, make_response(msg, 416))
@@ -372,6 +394,7 @@ class TransactionLayer:
             self._client.pop(txn.key, None)
         else:
             self._server.pop(txn.key, None)
+            self._unanswered.discard(txn)
 
     def send_stateless(self, message: Message, dest: Addr) -> None:
         """Send a message outside any transaction (the ACK of a 2xx, for instance); a request
@@ -514,6 +537,8 @@ class TransactionLayer:
         txn.response_bytes = data
         if txn.to_tag is None and msg.status > 100:
             txn.to_tag = msg.to_tag
+        if msg.status >= 200:
+            self._unanswered.discard(txn)
         self._out.append((data, txn.response_dest))
         if txn.kind is Kind.INVITE_SERVER and 200 <= msg.status < 300:
             self._wait_for_ack(txn, data, now)
