@@ -61,6 +61,9 @@ CAUSE_Q850 = {"normal": 16, "busy": 17, "no_answer": 19, "rejected": 21, "missed
 """Modem hang-up cause names (firmware.modem.events.RemoteHangup) -> Q.850 when the modem
 gave no cause value of its own."""
 
+LINE_DOWN_FAULTS = frozenset({"not_found", "lost", "pin_failed", "puk_required", "wrong_modem"})
+"""Modem faults that take the line out of service until someone acts (or it comes back)."""
+
 OUTCOME_Q850 = {"busy": 17, "no_answer": 19, "rejected": 21, "no_route": 1, "no_network": 38,
                 "congestion": 34, "no_channel": 34, "unavailable": 38, "failed": 41, "cancelled": 16}
 
@@ -333,6 +336,7 @@ class ModemTrunk:
         self._caller_id: CallerId | None = None
         self._tasks: set[asyncio.Task] = set()
         self.restart_pending = False
+        self.down_reported = False
 
     # -- helpers ------------------------------------------------------------------------------
     @property
@@ -421,7 +425,10 @@ class ModemTrunk:
             return
         if isinstance(ev, ModemReady):
             log.info("%s: modem ready (%s, IMEI %s)", self.name, ev.model, ev.imei)
+            self.trunks.line_up(self)
             return
         if isinstance(ev, ModemFault):
             log.warning("%s: %s: %s", self.name, ev.kind, ev.detail)
+            if ev.kind in LINE_DOWN_FAULTS:
+                self.trunks.line_down(self, f"{ev.kind}: {ev.detail}")
             return

@@ -220,6 +220,7 @@ class SipTrunk:
         self._trusted: set[str] = set()
         self._stopped = False
         self.restart_pending = False
+        self.down_reported = False
 
     # -- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -311,7 +312,7 @@ class SipTrunk:
         dest = self.dest()
         now = time.monotonic()
         if dest is None:
-            self._schedule(self.plan.server_failed(f"cannot resolve {self.plan.server}", now) - now)
+            self._fail_server(f"cannot resolve {self.plan.server}", now)
             return
         self._attempt += 1
         attempt = self._attempt
@@ -349,6 +350,7 @@ class SipTrunk:
                 granted = self._granted(resp, expires)
                 nxt = self.plan.succeeded(granted, now)
                 log.info("%s: registered at %s:%d for %d s", self.name, dest.host, dest.port, granted)
+                self.trunks.line_up(self)
                 self._schedule(nxt - now)
             elif resp.status == 423 and resp.headers.get("min-expires"):
                 try:
@@ -359,11 +361,13 @@ class SipTrunk:
             elif resp.status in (401, 407):
                 log.error("%s: registration refused: wrong credentials (%d %s)", self.name, resp.status, resp.reason)
                 self._schedule(self.plan.challenge_failed("credentials refused", now, resp.status) - now)
+                self.trunks.line_down(self, f"registration refused: wrong credentials ({resp.status})")
             elif resp.status >= 500 or resp.status == 408:
                 self._fail_server(f"{resp.status} {resp.reason}", now, resp.status)
             else:
                 log.error("%s: registration refused: %d %s", self.name, resp.status, resp.reason)
                 self._schedule(self.plan.refused(f"{resp.status} {resp.reason}", now, resp.status) - now)
+                self.trunks.line_down(self, f"registration refused: {resp.status} {resp.reason}")
 
         current = [req]
         self.pbx.ua.request(req, dest, on_response)
@@ -384,7 +388,14 @@ class SipTrunk:
             log.warning("%s: %s (%s): trying %s", self.name, was, why, self.plan.server)
         else:
             log.warning("%s: registration at %s failed: %s", self.name, was, why)
+        self._check_down()
         self._schedule(nxt - now)
+
+    def _check_down(self) -> None:
+        """Out of service: no binding left and every server failed (or refused us)."""
+        p = self.plan
+        if not p.registered and p.failures >= len(p.servers):
+            self.trunks.line_down(self, f"not registered: {p.last_error or p.last_status}")
 
     def _granted(self, resp: Any, asked: int) -> int:
         mine = self._contact().uri

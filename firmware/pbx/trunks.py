@@ -11,7 +11,10 @@
   day counted from the call store's legs), connects the answering trunk leg with
   `call.talk()` and returns the outcome the PBX releases the caller with;
 * the modems' other services: SMS (kept, see `store_sms`), USSD, a self-test, and the status
-  the web page shows.
+  the web page shows;
+* a line that goes out of service (modem not found or lost, SIM blocked, registration failing
+  at every server or refused) is reported once per outage through `Pbx.line_down`
+  (``trunk_down`` notifications).
 
 Modem lines: firmware.pbx.modemleg. SIP providers: firmware.pbx.siptrunk.
 
@@ -190,6 +193,25 @@ class Trunks:
                     await self._start_trunk(cfg)
         finally:
             self._reconciling = False
+
+    def line_down(self, trunk: Any, detail: str) -> None:
+        """A trunk went out of service: tell the PBX (``trunk_down`` notices) once per outage."""
+        if getattr(trunk, "down_reported", False) or self._stopping:
+            return
+        trunk.down_reported = True
+        log.error("trunk %s out of service: %s", trunk.name, detail)
+        report = getattr(self.pbx, "line_down", None)
+        if report is not None:
+            try:
+                report(trunk.name, detail)
+            except Exception:
+                log.exception("trunk_down notice for %s", trunk.name)
+
+    def line_up(self, trunk: Any) -> None:
+        """A trunk is in service (again): the next outage is reported."""
+        if getattr(trunk, "down_reported", False):
+            log.info("trunk %s back in service", trunk.name)
+        trunk.down_reported = False
 
     def line_idle(self, trunk: Any) -> None:
         """A trunk's call ended; apply a configuration change that waited for it."""

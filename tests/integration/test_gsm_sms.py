@@ -1,6 +1,7 @@
 """SMS, USSD and the modem self-test through the box's control API (firmware.api.BoxControl,
-what the web page and the notification code call), with the box running in-process and the
-modem simulator on ptys."""
+what the web page and the notification code call), lines out of service reported as
+trunk_down notices (to a webhook), with the box running in-process and the modem simulator
+on ptys."""
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ import socket
 import time
 
 import pytest
+from aiohttp import web
 
 from firmware.aio.service import Options, Service
 from firmware.api import ControlError
@@ -46,11 +48,47 @@ async def start_box(tmp_path, toml: str) -> Service:
     return svc
 
 
+async def webhook_receiver() -> tuple[list[dict], web.AppRunner, int]:
+    got: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(text="ok")
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return got, runner, port
+
+
 async def test_sms_cyrillic_both_ways_kept_across_a_restart_ussd_and_self_test(tmp_path):
     from tools.modem_sim import Simulator
     sim = Simulator(str(tmp_path / "links"))
     h = sim.add_modem("gsm1", model="sim7600", imei=IMEI, **FAST)
-    toml = SYSTEM_TOML + extensions_toml(("201",)) + gsm_trunk_toml(h, model="sim7600")
+    notices, receiver, hook_port = await webhook_receiver()
+    toml = SYSTEM_TOML + extensions_toml(("201",)) + gsm_trunk_toml(h, model="sim7600") + f"""
+[[trunk]]
+name = "gsm3"
+type = "gsm"
+model = "ec25"
+device = "{tmp_path / 'no-such-modem'}"
+
+[[trunk]]
+name = "voip"
+type = "sip"
+host = "127.0.0.4"
+port = {free_port(socket.SOCK_DGRAM)}
+username = "box"
+password = "Provider-secret-1"
+register = true
+
+[[notification]]
+kind = "webhook"
+target = "http://127.0.0.1:{hook_port}/hook"
+events = ["trunk_down"]
+"""
     svc = await start_box(tmp_path, toml)
     try:
         pbx = svc.pbx
@@ -85,6 +123,14 @@ async def test_sms_cyrillic_both_ways_kept_across_a_restart_ussd_and_self_test(t
                     and pbx.carrier.modems["gsm1"].line is not old_line
                     and pbx.trunks()[0]["health"] == "ok", 20, "line restarted with the new settings")
         assert pbx.trunks()[0]["minutes_per_day"] == 30 and pbx.trunks()[0]["minutes_today"] == 0
+        # lines out of service are reported once each (a missing modem, a silent registrar)
+        await until(lambda: len(notices) >= 2, 15, "trunk_down notices")
+        down = {n["trunk"]: n for n in notices}
+        assert set(down) == {"gsm3", "voip"} and len(notices) == 2
+        assert all(n["event"] == "trunk_down" for n in notices) and "not_found" in down["gsm3"]["detail"]
+        assert "no answer" in down["voip"]["detail"]
+        st = {t["name"]: t for t in pbx.trunks()}
+        assert st["voip"]["registration"].startswith("not registered") and st["gsm3"]["health"] == "lost"
         with pytest.raises(ControlError, match="no modem line"):
             await pbx.send_sms("gsm9", "+79161234567", "x")
         with pytest.raises(ControlError):
@@ -98,3 +144,4 @@ async def test_sms_cyrillic_both_ways_kept_across_a_restart_ussd_and_self_test(t
     finally:
         await svc.stop()
         sim.close()
+        await receiver.cleanup()
