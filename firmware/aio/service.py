@@ -139,8 +139,10 @@ class Service:
         loop = asyncio.get_running_loop()
 
         self.live = LiveState()
+        from firmware.aio.netutil import local_address_for
         self.pbx = Pbx(config=self.config, calls=self.calls, recordings=self.recordings, engine=self.engine,
-                       live=self.live, data_dir=self.data_dir, version=__version__, started_at=self.started_at)
+                       live=self.live, data_dir=self.data_dir, version=__version__, started_at=self.started_at,
+                       local_address=local_address_for)
         self.engine.attach(loop, self.pbx.on_media_event)
         from firmware.aio.notify import Notifier
         self.notifier = Notifier(self.config.current, self.pbx.send_sms, self._reached)

@@ -54,7 +54,8 @@ class CallEvents:
 
 class Pbx:
     def __init__(self, *, config: Any, calls: Any, recordings: Any, engine: Any, live: LiveState,
-                 data_dir: Path, version: str, started_at: float, clock=time.time) -> None:
+                 data_dir: Path, version: str, started_at: float, clock=time.time,
+                 local_address: Any = None) -> None:
         self.config = config
         self.calls = calls
         self.recordings = recordings
@@ -65,6 +66,8 @@ class Pbx:
         self.started_at = started_at
         self.clock = clock
         self.events = CallEvents(calls)
+        self.local_address = local_address or (lambda peer_ip: None)
+        """local_address(peer_ip) -> the box's address towards that peer (injected I/O helper)."""
         self.prompts = PromptCache(self.data_dir / "prompt-cache")
         self.prov = config.current()
         self.rtp_timeout = 60.0
@@ -194,10 +197,13 @@ class Pbx:
 
     # ------------------------------------------------------------------ SIP plumbing
     def _media_address(self, peer_ip: str) -> str:
+        """The box's address in SDP for a peer: the bound address, or (bound to every
+        interface) the one the peer is reached from, so a box with a LAN and a loopback or
+        VPN address offers each phone an address it can send to."""
         host = self.sip_bind[0]
         if host not in ("0.0.0.0", "", "::"):
             return host
-        return self.endpoint.advertised_host
+        return self.local_address(peer_ip) or self.endpoint.advertised_host
 
     def _accept_source(self, ip: str) -> bool:
         return self.security.accept_source(ip, time.monotonic())

@@ -189,3 +189,42 @@ def test_sha256_only_extension_registers_with_sha256(office, pj_phones):
                 continue
             s.sendto(bytes(again), ("127.0.0.1", office.sip_port))
             assert parse_message(s.recv(65535)).status == expected
+
+
+def test_box_bound_to_every_interface_offers_each_phone_a_reachable_address(tmp_path):
+    """Bound to 0.0.0.0 (the default), the box offers each phone the address it reaches the box
+    on (firmware.aio.netutil), and audio flows."""
+    import socket
+
+    from client import PjsuaPhone
+    from tests.conftest import BoxProcess, free_port
+    from tests.integration.conftest import BASE_PROVISION, PASSWORDS, free_block
+
+    prov = tmp_path / "p.toml"
+    prov.write_text(BASE_PROVISION)
+    rtp = free_block(200)
+    sip = free_port(socket.SOCK_DGRAM)
+    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + 199}", "--sip-bind", f"0.0.0.0:{sip}", provision=prov)
+    phones = []
+    try:
+        for n in ("201", "202"):
+            p = PjsuaPhone(str(tmp_path / f"pj{n}.log"))
+            phones.append(p)
+            assert p.cmd("start", registrar=f"sip:127.0.0.1:{sip}", user=n, password=PASSWORDS[n],
+                         sip_port=free_port(socket.SOCK_DGRAM), rtp_port=free_block(40), auto_answer=n == "202",
+                         workdir=str(tmp_path))["reg_code"] == 200
+        a, b = phones
+        call = a.cmd("dial", uri=f"sip:202@127.0.0.1:{sip}", wait_confirmed=10)
+        cb = b.wait_event("incoming")["call"]
+        a.cmd("play", call=call["call"], wav=tone_wav(tmp_path, 750))
+        b.cmd("sleep", seconds=2.5)
+        assert heard(b.cmd("info", call=cb)["record"], 750) > 0.8
+        a.cmd("hangup", call=call["call"])
+    finally:
+        for p in phones:
+            try:
+                p.cmd("stop")
+            except Exception:
+                pass
+            p.close()
+        box.stop()
