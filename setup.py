@@ -2,17 +2,24 @@
 
 The engine in native/ is compiled through cffi (API mode) into firmware._pbxcore.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="officebox",
     version="0.1.0",
     description="Firmware of a small-office IP-PBX appliance",
     python_requires=">=3.11",
-    packages=find_packages(include=["firmware", "firmware.*", "web_ui", "web_ui.*"]),
+    # data folders (firmware/data, web_ui/templates, static, i18n) are listed as packages too,
+    # so that setuptools installs their files with the code in every install mode
+    packages=find_namespace_packages(include=["firmware", "firmware.*", "web_ui", "web_ui.*"],
+                                     exclude=["*.__pycache__"]),
     package_data={
-        "firmware": ["py.typed", "data/*", "data/**/*"],
-        "web_ui": ["templates/*", "templates/**/*", "static/*", "static/**/*", "i18n/*"],
+        "firmware": ["py.typed"],
+        "firmware.data": ["*"],
+        "web_ui.templates": ["*"],
+        "web_ui.static": ["*"],
+        "web_ui.static.screenshots": ["*"],
+        "web_ui.i18n": ["*"],
     },
     include_package_data=True,
     cffi_modules=["native/build_pbxcore.py:ffibuilder"],
