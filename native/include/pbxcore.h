@@ -147,6 +147,8 @@ typedef struct {
     int jb_initial_delay_ms;
     int flood_packets_per_tick; /**< packets one channel may deliver per tick before it is paused */
     int latch_packets;      /**< in-sequence packets needed to adopt a new RTP source */
+    int io_uring;           /**< 1 (default): the packets of one wake-up are sent with one
+                                 io_uring_enter() when the kernel allows it; 0: sendmsg/sendmmsg */
 } pbx_engine_params_t;
 void pbx_engine_params_default(pbx_engine_params_t *p);
 /** Create the engine and start its thread. */
@@ -190,6 +192,9 @@ typedef struct {
     uint64_t commands;          /**< control calls served */
     int channels, bridges, players, recorders;
     uint64_t cpu_ns;            /**< CPU time used by the engine thread */
+    uint64_t packets_sent;      /**< RTP packets handed to the kernel (accepted or not) */
+    uint64_t send_calls;        /**< system calls that sent them (sendmsg, sendmmsg, io_uring_enter) */
+    int io_uring;               /**< 1 while sends are batched through io_uring */
 } pbx_engine_stats_t;
 int pbx_engine_get_stats(pbx_engine_t *e, pbx_engine_stats_t *st);
 

@@ -496,18 +496,6 @@ static void local_stamp(engine_t *e, chan_t *ch, uint16_t *seq, uint32_t *ts, in
     *seq = os->next_seq++;
 }
 
-static void send_packet(engine_t *e, chan_t *ch, const uint8_t *buf, size_t len)
-{
-    ssize_t w = sendto(ch->fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&ch->dest.ss, ch->dest.len);
-    if (w < 0) {
-        ch->st.send_errors++;
-        return;
-    }
-    ch->st.packets_out++;
-    ch->st.bytes_out += len;
-    (void)e;
-}
-
 /* ---- DTMF ---- */
 
 static const char dtmf_chars[] = "0123456789*#ABCD";
@@ -597,14 +585,14 @@ static void rx_event(engine_t *e, chan_t *ch, const pbx_rtp_header_t *h, const u
 
 static void send_event_packet(engine_t *e, chan_t *ch, int marker, int end, int duration)
 {
-    uint8_t *b = e->pkt;
+    uint8_t *b = pbx__tx_slot(e);
     uint16_t seq = ch->os.next_seq++;
     pbx_rtp_write_header(b, marker, ch->te_pt, seq, ch->dtx.ts, ch->os.ssrc);
     b[12] = (uint8_t)dtmf_event_code(ch->dtx.digit);
     b[13] = (uint8_t)((end ? 0x80 : 0) | 10);
     b[14] = (uint8_t)(duration >> 8);
     b[15] = (uint8_t)duration;
-    send_packet(e, ch, b, 16);
+    pbx__tx_commit(e, ch, &ch->dest, 16);
 }
 
 /* Start/continue/end the digit being sent, once per tick, after the audio of the tick. */
@@ -869,15 +857,17 @@ static chan_t *relay_partner(const chan_t *ch)
     return br->m[0] == ch ? br->m[1] : br->m[0];
 }
 
-/* Rewrite the header in place (just before the payload) and queue for sendmmsg. */
+/* Queue the packet for to with our header (SSRC, sequence and timestamp spaces). */
 static void forward(engine_t *e, chan_t *from, chan_t *to, uint8_t *pkt, const pbx_rtp_header_t *h,
-                    int is_event, int *ntx)
+                    int is_event)
 {
     outstate_t *os = &to->os;
     if (!send_allowed(to) || to->dtx.active == 1 || to->dtx.active == 2)
         return;
     int out_pt;
     uint8_t *pl = pkt + h->payload_offset;
+    if (h->payload_len > TX_PKT - 12)
+        return;     /* only an event packet can be this long: far beyond any RFC 4733 block list */
     if (is_event) {
         if (to->te_pt < 0)
             return;
@@ -912,56 +902,14 @@ static void forward(engine_t *e, chan_t *from, chan_t *to, uint8_t *pkt, const p
     }
     int marker = h->marker || os->marker;
     os->marker = 0;
-    uint8_t *hdr = pl - 12;
-    pbx_rtp_write_header(hdr, marker, out_pt, seq, ts, os->ssrc);
-    int k = *ntx;
-    e->tx_iov[k].iov_base = hdr;
-    e->tx_iov[k].iov_len = 12 + (size_t)h->payload_len;
-    e->tx_msgs[k].msg_hdr.msg_iov = &e->tx_iov[k];
-    e->tx_msgs[k].msg_hdr.msg_iovlen = 1;
-    e->tx_msgs[k].msg_hdr.msg_name = &to->dest.ss;
-    e->tx_msgs[k].msg_hdr.msg_namelen = to->dest.len;
-    e->tx_msgs[k].msg_hdr.msg_control = NULL;
-    e->tx_msgs[k].msg_hdr.msg_controllen = 0;
-    e->tx_msgs[k].msg_hdr.msg_flags = 0;
-    *ntx = k + 1;
-}
-
-static void flush_tx(engine_t *e, chan_t *to, int ntx)
-{
-    int off = 0;
-    if (ntx == 1) {
-        ssize_t w = sendmsg(to->fd, &e->tx_msgs[0].msg_hdr, MSG_DONTWAIT);
-        if (w < 0) {
-            to->st.send_errors++;
-        } else {
-            to->st.packets_out++;
-            to->st.bytes_out += (uint64_t)w;
-        }
-        return;
-    }
-    while (off < ntx) {
-        int n = sendmmsg(to->fd, e->tx_msgs + off, (unsigned)(ntx - off), MSG_DONTWAIT);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            /* drop the rest of the batch (EAGAIN: the socket buffer is full) */
-            to->st.send_errors += (uint64_t)(ntx - off);
-            if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            off++;
-            continue;
-        }
-        for (int i = off; i < off + n; i++) {
-            to->st.packets_out++;
-            to->st.bytes_out += e->tx_iov[i].iov_len;
-        }
-        off += n;
-    }
+    uint8_t *out = pbx__tx_slot(e);
+    pbx_rtp_write_header(out, marker, out_pt, seq, ts, os->ssrc);
+    memcpy(out + 12, pl, h->payload_len);
+    pbx__tx_commit(e, to, &to->dest, 12 + (size_t)h->payload_len);
 }
 
 static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const struct sockaddr_storage *from,
-                   chan_t *partner, int *ntx)
+                   chan_t *partner)
 {
     pbx_rtp_header_t h;
     int v = pbx_rtp_parse(pkt, len, &h);
@@ -1007,13 +955,13 @@ static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const stru
             pbx_jb_put(ch->jb, h.seq, h.ts, e->scratch, h.payload_len, e->now_us);
         }
         if (partner)
-            forward(e, ch, partner, pkt, &h, 0, ntx);
+            forward(e, ch, partner, pkt, &h, 0);
     } else if (ch->te_pt >= 0 && pt == ch->te_pt) {
         ch->st.packets_in++;
         ch->st.bytes_in += len;
         rx_event(e, ch, &h, pl);
         if (partner)
-            forward(e, ch, partner, pkt, &h, 1, ntx);
+            forward(e, ch, partner, pkt, &h, 1);
     } else {
         ch->st.dropped_unknown_pt++;
     }
@@ -1039,7 +987,6 @@ void pbx__chan_rx_rtp(engine_t *e, chan_t *ch)
         if (n <= 0)
             return;
         chan_t *partner = relay_partner(ch);
-        int ntx = 0;
         for (int i = 0; i < n; i++) {
             if (++ch->tick_pkts > e->p.flood_packets_per_tick) {
                 ch->st.dropped_flood += (uint64_t)(n - i);
@@ -1049,10 +996,8 @@ void pbx__chan_rx_rtp(engine_t *e, chan_t *ch)
                 }
                 break;
             }
-            rx_one(e, ch, e->rx_buf[i], e->rx_msgs[i].msg_len, &e->rx_addr[i], partner, &ntx);
+            rx_one(e, ch, e->rx_buf[i], e->rx_msgs[i].msg_len, &e->rx_addr[i], partner);
         }
-        if (ntx)
-            flush_tx(e, partner, ntx);
         if (!batch || n < RX_BATCH || ch->paused)
             return;
     }
@@ -1271,7 +1216,7 @@ void pbx__chan_output(engine_t *e, chan_t *ch, const int16_t *pcm)
     }
     if (!send_allowed(ch) || ch->dtx.active == 1)
         return;
-    uint8_t *b = e->pkt;
+    uint8_t *b = pbx__tx_slot(e);
     uint16_t seq;
     uint32_t ts;
     int marker;
@@ -1281,5 +1226,5 @@ void pbx__chan_output(engine_t *e, chan_t *ch, const int16_t *pcm)
         pbx_alaw_encode(ch->out, b + 12, n);
     else
         pbx_ulaw_encode(ch->out, b + 12, n);
-    send_packet(e, ch, b, 12 + (size_t)n);
+    pbx__tx_commit(e, ch, &ch->dest, 12 + (size_t)n);
 }

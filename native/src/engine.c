@@ -198,6 +198,8 @@ int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg)
 
 static void run_commands(engine_t *e, int refuse)
 {
+    /* a command may destroy a channel with packets still queued, or read its counters */
+    pbx__tx_flush(e);
     pthread_mutex_lock(&e->cmd_mu);
     cmd_t *c = e->cmd_head;
     e->cmd_head = e->cmd_tail = NULL;
@@ -246,6 +248,88 @@ int pbx__epoll_set(engine_t *e, int fd, int tag, uint32_t id, int on)
     return epoll_ctl(e->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
 }
 
+/* ---- the send queue ---- */
+
+uint8_t *pbx__tx_slot(engine_t *e)
+{
+    if (e->txn == TX_SLOTS)
+        pbx__tx_flush(e);
+    return e->tx_buf[e->txn];
+}
+
+void pbx__tx_commit(engine_t *e, chan_t *ch, const paddr_t *dest, size_t len)
+{
+    int k = e->txn++;
+    memcpy(&e->tx_addr[k], &dest->ss, dest->len);
+    e->tx_msgs[k].msg_hdr.msg_namelen = dest->len;
+    e->tx_iov[k].iov_len = len;
+    e->tx_fd[k] = ch->fd;
+    e->tx_ch[k] = ch;
+}
+
+static void tx_account(chan_t *ch, long res)
+{
+    if (res < 0) {
+        ch->st.send_errors++;
+    } else {
+        ch->st.packets_out++;
+        ch->st.bytes_out += (uint64_t)res;
+    }
+}
+
+/* Without io_uring: one sendmmsg per run of packets on the same socket, else sendmsg. */
+static void tx_flush_plain(engine_t *e, int n)
+{
+    int i = 0;
+    while (i < n) {
+        int fd = e->tx_fd[i], j = i + 1;
+        while (j < n && e->tx_fd[j] == fd)
+            j++;
+        e->stats.send_calls++;
+        if (j - i == 1) {
+            ssize_t w = sendmsg(fd, &e->tx_msgs[i].msg_hdr, MSG_DONTWAIT);
+            tx_account(e->tx_ch[i], w < 0 ? -1 : (long)w);
+            i++;
+            continue;
+        }
+        int r = sendmmsg(fd, &e->tx_msgs[i], (unsigned)(j - i), MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        for (int k = 0; k < r; k++)
+            tx_account(e->tx_ch[i + k], (long)e->tx_msgs[i + k].msg_len);
+        if (r > 0) {
+            i += r;
+            continue;
+        }
+        /* the first message failed: a full socket buffer drops the rest of this run */
+        int full = r == 0 || errno == EAGAIN || errno == EWOULDBLOCK;
+        for (int k = i; k < (full ? j : i + 1); k++)
+            tx_account(e->tx_ch[k], -1);
+        i = full ? j : i + 1;
+    }
+}
+
+void pbx__tx_flush(engine_t *e)
+{
+    int n = e->txn;
+    if (n == 0)
+        return;
+    e->txn = 0;
+    e->stats.packets_sent += (uint64_t)n;
+    if (e->ur.fd >= 0) {
+        int rc = pbx__uring_sendmsgs(&e->ur, e->tx_fd, e->tx_msgs, n, e->tx_res);
+        if (e->ur.broken)
+            pbx__uring_fini(&e->ur);
+        if (rc == 0) {
+            e->stats.send_calls++;
+            for (int i = 0; i < n; i++)
+                tx_account(e->tx_ch[i], e->tx_res[i]);
+            return;
+        }
+    }
+    tx_flush_plain(e, n);
+}
+
 /* ---- the clock ---- */
 
 static void tick(engine_t *e)
@@ -272,6 +356,9 @@ static void *engine_main(void *arg)
 {
     engine_t *e = arg;
     struct epoll_event evs[256];
+    /* created here: a single-issuer ring belongs to the thread that submits */
+    if (e->p.io_uring)
+        pbx__uring_init(&e->ur, TX_SLOTS);
     while (!e->stop) {
         int n = epoll_wait(e->epfd, evs, 256, -1);
         if (n < 0) {
@@ -309,6 +396,7 @@ static void *engine_main(void *arg)
                     pbx__chan_rx_pcm(e, ch);
             }
         }
+        pbx__tx_flush(e);
     }
     /* Shut down: refuse new commands, finish recordings, free every object. */
     pthread_mutex_lock(&e->cmd_mu);
@@ -318,9 +406,11 @@ static void *engine_main(void *arg)
     pbx__recorders_stop_all(e);
     pbx__players_free_all(e);
     pbx__bridge_free_all(e);
+    pbx__tx_flush(e);
     while (e->n_ach > 0)
         pbx__chan_free(e, e->ach[e->n_ach - 1]);
     pbx__sounds_free_all(e);
+    pbx__uring_fini(&e->ur);
     return NULL;
 }
 
@@ -350,6 +440,7 @@ void pbx_engine_params_default(pbx_engine_params_t *p)
     p->jb_initial_delay_ms = 60;
     p->flood_packets_per_tick = 25;
     p->latch_packets = 5;
+    p->io_uring = 1;
 }
 
 static int params_ok(const pbx_engine_params_t *p)
@@ -390,6 +481,7 @@ static void engine_free(engine_t *e)
     free(e->evq);
     free(e->port_used);
     free(e->wr_buf);
+    free(e->tx_buf);
     pthread_mutex_destroy(&e->cmd_mu);
     pthread_cond_destroy(&e->cmd_cv);
     pthread_mutex_destroy(&e->ev_mu);
@@ -412,6 +504,7 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     e->tick_samples = p->ptime_ms * 8;
     e->tick_us = p->ptime_ms * 1000;
     e->epfd = e->timerfd = e->cmd_efd = e->ev_efd = -1;
+    e->ur.fd = -1;
     pthread_mutex_init(&e->cmd_mu, NULL);
     pthread_cond_init(&e->cmd_cv, NULL);
     pthread_mutex_init(&e->ev_mu, NULL);
@@ -434,7 +527,8 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     e->arec = calloc((size_t)p->max_recorders, sizeof(*e->arec));
     e->evq = calloc((size_t)p->event_queue_len, sizeof(pbx_event_t));
     e->port_used = calloc((size_t)(p->rtp_port_max - p->rtp_port_min) / 2 + 1, 1);
-    if (!e->ach || !e->abr || !e->apl || !e->arec || !e->evq || !e->port_used)
+    e->tx_buf = malloc(sizeof(*e->tx_buf) * TX_SLOTS);
+    if (!e->ach || !e->abr || !e->apl || !e->arec || !e->evq || !e->port_used || !e->tx_buf)
         goto fail;
     e->port_cursor = 0;
 
@@ -445,6 +539,12 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
         e->rx_msgs[i].msg_hdr.msg_iovlen = 1;
         e->rx_msgs[i].msg_hdr.msg_name = &e->rx_addr[i];
         e->rx_msgs[i].msg_hdr.msg_namelen = sizeof(e->rx_addr[i]);
+    }
+    for (int i = 0; i < TX_SLOTS; i++) {
+        e->tx_iov[i].iov_base = e->tx_buf[i];
+        e->tx_msgs[i].msg_hdr.msg_iov = &e->tx_iov[i];
+        e->tx_msgs[i].msg_hdr.msg_iovlen = 1;
+        e->tx_msgs[i].msg_hdr.msg_name = &e->tx_addr[i];
     }
 
     rc = PBX_EIO;
@@ -499,6 +599,7 @@ static int cmd_stats(engine_t *e, void *arg)
     a->st->bridges = e->n_abr;
     a->st->players = e->n_apl;
     a->st->recorders = e->n_arec;
+    a->st->io_uring = e->ur.fd >= 0;
     return PBX_OK;
 }
 

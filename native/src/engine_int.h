@@ -16,6 +16,8 @@
 #define MAX_FRAME 480           /* largest decoded packet accepted (60 ms) */
 #define RX_BATCH 32             /* recvmmsg batch */
 #define PKT_BUF 1536
+#define TX_SLOTS 256            /* packets queued for one batched send */
+#define TX_PKT 512              /* an outgoing packet: 12-byte header + at most MAX_FRAME bytes */
 #define MAX_MEMBERS 64
 #define DTMF_QUEUE 32
 #define ID_TYPE_SHIFT 28
@@ -222,6 +224,24 @@ typedef struct recorder {
     struct recorder *wnext;
 } recorder_t;
 
+/* io_uring used as a batch sender (uring.c). */
+typedef struct {
+    int fd;
+    int broken;
+    void *sq_map, *cq_map, *sqes;
+    size_t sq_len, cq_len, sqes_len;
+    unsigned *sq_head, *sq_tail, *sq_array, *cq_head, *cq_tail;
+    unsigned sq_mask, cq_mask, sq_entries;
+    void *cqes;
+    uint64_t enters;
+} pbx_uring_t;
+
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} txaddr_t;
+
 typedef struct cmd {
     int (*fn)(struct pbx_engine *e, void *arg);
     void *arg;
@@ -272,9 +292,16 @@ struct pbx_engine {
     struct iovec rx_iov[RX_BATCH];
     struct sockaddr_storage rx_addr[RX_BATCH];
     uint8_t rx_buf[RX_BATCH][PKT_BUF];
-    struct mmsghdr tx_msgs[RX_BATCH];
-    struct iovec tx_iov[RX_BATCH];
-    uint8_t pkt[PKT_BUF];
+    /* outgoing packets of this wake-up, sent together by pbx__tx_flush() */
+    int txn;
+    struct mmsghdr tx_msgs[TX_SLOTS];
+    struct iovec tx_iov[TX_SLOTS];
+    txaddr_t tx_addr[TX_SLOTS];
+    int tx_fd[TX_SLOTS];
+    struct chan *tx_ch[TX_SLOTS];
+    int tx_res[TX_SLOTS];
+    uint8_t (*tx_buf)[TX_PKT];
+    pbx_uring_t ur;
     int16_t scratch[MAX_FRAME];
     int32_t acc[MAX_TICK];
 
@@ -306,6 +333,19 @@ void pbx__active_del(void **arr, int *n, int idx, size_t idx_offset);
 int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg);
 void pbx__release_port(engine_t *e, int port);
 int pbx__epoll_set(engine_t *e, int fd, int tag, uint32_t id, int on);
+
+/* engine.c: the send queue. pbx__tx_slot() returns room for one packet of ch (flushing
+ * first when the queue is full); pbx__tx_commit() queues it. Everything queued is sent by
+ * pbx__tx_flush() before the engine sleeps and before any command runs. */
+uint8_t *pbx__tx_slot(engine_t *e);
+void pbx__tx_commit(engine_t *e, struct chan *ch, const paddr_t *dest, size_t len);
+void pbx__tx_flush(engine_t *e);
+
+/* uring.c */
+int pbx__uring_init(pbx_uring_t *u, unsigned entries);
+void pbx__uring_fini(pbx_uring_t *u);
+/* Send msgs[i] on fds[i] (MSG_DONTWAIT); res[i] = bytes or -errno. -1: nothing sent. */
+int pbx__uring_sendmsgs(pbx_uring_t *u, const int *fds, struct mmsghdr *msgs, int n, int *res);
 
 /* channel.c */
 void pbx__chan_rx_rtp(engine_t *e, chan_t *ch);
