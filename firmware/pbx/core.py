@@ -308,7 +308,7 @@ class Pbx:
             self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={int(b.expires_at - self.clock())}")
                                             for b in res_bindings])
             return
-        was = self.registrar.is_registered(aor, self.clock())
+        before = self.registrar.lookup(aor, self.clock())
         res = self.registrar.register(aor, contacts, wildcard=req.contact_is_star, header_expires=req.expires,
                                       call_id=req.call_id, cseq=req.cseq.seq, transport=ev.source.transport,
                                       source_ip=ev.source.host, source_port=ev.source.port,
@@ -323,10 +323,13 @@ class Pbx:
         now = self.clock()
         self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
                                         for b in res.bindings] + [("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
-        self._sync_trusted()
-        if was != self.registrar.is_registered(aor, now):
-            self.centre.registered_changed(aor, not was)
-            self._refresh_agents()
+        # Only this extension's bindings changed (expiries are the tick's): re-deriving the
+        # trusted addresses from every binding on each REGISTER was O(phones).
+        if {b.source_ip for b in before} != {b.source_ip for b in res.bindings}:
+            self._sync_trusted()
+        if bool(before) != bool(res.bindings):
+            self.centre.registered_changed(aor, not before)
+            self._refresh_agent(aor)
 
     def _tick(self) -> None:
         gone = self.registrar.expire(self.clock())
