@@ -945,6 +945,8 @@ class Trunk:
     """SIM PIN (gsm), if the SIM asks for one."""
     imei: str = _f("", check=lambda v: None if not v else _check_imei(v))
     """IMEI that identifies the module after USB re-enumeration (gsm)."""
+    scan: tuple[str, ...] = _f((), item_check=lambda v: None if v.startswith("/") else "scan entries are absolute paths or globs, e.g. /dev/ttyUSB*")
+    """Device paths or globs searched for the module (by IMEI) after a reset (gsm, fxo); empty: the udev names, then /dev/ttyUSB* and /dev/ttyACM*."""
     max_calls: int = _f(1, ge=1, le=1000)
     """Concurrent calls (a GSM module or FXO line has one voice channel)."""
     minutes_per_day: int = _f(0, ge=0, le=1440)

@@ -155,7 +155,7 @@ class Trunks:
         device = ov.get("device") or self._path(cfg.device)
         audio = ov.get("audio_device") or self._path(cfg.audio_device)
         imei = ov.get("imei") or cfg.imei or None
-        scan = ov.get("scan") or default_scan(device, imei)
+        scan = ov.get("scan") or list(cfg.scan) or default_scan(device, imei)
         state_dir = Path(self.pbx.data_dir) / "modems"
         state_dir.mkdir(parents=True, exist_ok=True)
         return ModemLine(cfg.name, cfg.model, device=device or None, audio_device=audio or None,
