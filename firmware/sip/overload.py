@@ -15,9 +15,9 @@ What trips the guard:
   RFC 8289). A burst that the box drains within an interval leaves a small minimum behind and
   is absorbed, however deep it got; the first message that waited less than ``target`` opens
   the guard again;
-* a single message that waited longer than ``limit`` (SIP's T1 is 0.5 s: answers later than
-  that make phones retransmit, which is more work for a box that is already late), or an event
-  loop running ``limit`` late (this also covers TCP, which has no receive timestamps);
+* a single message that waited longer than ``limit`` (answers later than SIP's T1, 0.5 s, make
+  phones retransmit, which is more work for a box that is already late), or an event loop
+  running ``limit`` late (this also covers TCP, which has no receive timestamps);
 * more than ``max_pending`` requests in progress without a final answer.
 
 Requests that carry credentials (the second INVITE or REGISTER of a digest exchange) are
@@ -39,10 +39,12 @@ class OverloadGuard:
 
     target: float = 0.05
     """Seconds of queueing delay a standing queue may keep (every message of an interval)."""
-    interval: float = 0.25
-    """Seconds over which the smallest queueing delay is taken; shorter bursts are absorbed."""
-    limit: float = 0.4
-    """Seconds a single message, or the event loop, may be late before new requests get 503."""
+    interval: float = 0.5
+    """Seconds over which the smallest queueing delay is taken; shorter bursts (and pauses of
+    the garbage collector, a few hundred ms under load) are absorbed."""
+    limit: float = 1.0
+    """Seconds a single message, or the event loop, may be late before new requests get 503
+    at once (a last resort: a standing queue trips the guard long before)."""
     max_pending: int = 1000
     """Requests in progress without a final response (ringing calls included) at most."""
     retry_after: int = 5
