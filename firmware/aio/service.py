@@ -214,6 +214,14 @@ class Service:
     def banner(self) -> str:
         web_host = _display_host(self.web_bind[0])
         sip_host = _display_host(self.sip_bind[0])
+        if self.sip_bind[0] in ("0.0.0.0", "", "::"):
+            # bound to every interface: show the address other machines on the LAN use
+            from firmware.aio.netutil import local_address_for
+            lan = local_address_for("192.0.2.1")  # TEST-NET-1: only the routing table is asked
+            if lan and not lan.startswith("127."):
+                sip_host = lan
+                if self.web_bind[0] in ("0.0.0.0", "", "::"):
+                    web_host = lan
         lines = [f"officebox {__version__} running",
                  f"  web page: http://{web_host}:{self.web_bind[1]}/",
                  f"  SIP:      {sip_host}:{self.sip_bind[1]} (UDP and TCP)",
