@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 class OverloadGuard:
     """Admission control of new requests (see the module docstring)."""
 
-    target: float = 0.05
+    target: float = 0.1
     """Seconds of queueing delay a standing queue may keep (every message of an interval)."""
     interval: float = 0.5
     """Seconds over which the smallest queueing delay is taken; shorter bursts (and pauses of
