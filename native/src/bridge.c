@@ -97,8 +97,8 @@ void pbx__bridge_tick(engine_t *e, bridge_t *br)
 {
     int n = e->tick_samples;
     if (br->relay) {
-        /* Only recorders look at these frames: what each member was sent is what the other said. */
-        if (br->n_taps > 0 || br->m[0]->n_taps > 0 || br->m[1]->n_taps > 0) {
+        /* Only a recorder of one member looks at what it was sent: what the other said. */
+        if (br->m[0]->n_taps > 0 || br->m[1]->n_taps > 0) {
             memcpy(br->m[0]->out, br->m[1]->in, (size_t)n * sizeof(int16_t));
             memcpy(br->m[1]->out, br->m[0]->in, (size_t)n * sizeof(int16_t));
             br->m[0]->out_valid = br->m[1]->out_valid = 1;

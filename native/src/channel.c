@@ -149,6 +149,7 @@ static void chan_release(engine_t *e, chan_t *ch)
         pbx__release_port(e, ch->port);
     pbx_jb_destroy(ch->jb);
     pbx_dtmf_det_destroy(ch->det);
+    free(ch->tap);
     free(ch->txbuf);
     free(ch);
 }
@@ -407,13 +408,24 @@ void pbx__chan_update_decoding(engine_t *e, chan_t *ch)
 {
     (void)e;
     int tapped = ch->n_taps > 0;
+    int relay = ch->br && ch->br->relay;
     if (ch->br) {
         /* a recorder on either member of a relay needs both directions decoded */
         tapped |= ch->br->n_taps > 0;
         for (int i = 0; i < ch->br->n && !tapped; i++)
             tapped |= ch->br->m[i]->n_taps > 0;
     }
-    int need = ch->kind == CH_PCM || (ch->br && !ch->br->relay) || tapped || ch->det_on;
+    int need = ch->kind == CH_PCM || (ch->br && !relay) || (tapped && !relay) || ch->det_on;
+    /* A recorded relay only needs the audio for the file: the tap, not the jitter buffer. */
+    int tap = tapped && relay && !need;
+    if (tap && !ch->tap) {
+        ch->tap = malloc(sizeof(*ch->tap));
+        if (!ch->tap)
+            need = 1, tap = 0;
+    }
+    if (tap && !ch->tapping)
+        pbx_tap_reset(ch->tap);
+    ch->tapping = tap;
     if (need && !ch->decoding) {
         pbx_jb_reset(ch->jb);
         pbx_dtmf_det_reset(ch->det);
@@ -953,6 +965,12 @@ static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const stru
             else
                 pbx_alaw_decode(pl, e->scratch, h.payload_len);
             pbx_jb_put(ch->jb, h.seq, h.ts, e->scratch, h.payload_len, e->now_us);
+        } else if (ch->tapping) {
+            if (pt == 0)
+                pbx_ulaw_decode(pl, e->scratch, h.payload_len);
+            else
+                pbx_alaw_decode(pl, e->scratch, h.payload_len);
+            pbx_tap_put(ch->tap, h.ssrc, h.ts, e->scratch, h.payload_len);
         }
         if (partner)
             forward(e, ch, partner, pkt, &h, 0);
@@ -1170,6 +1188,11 @@ void pbx__chan_tick_input(engine_t *e, chan_t *ch)
             for (int i = 0; i < k; i++)
                 pbx__chan_dtmf_received(e, ch, d[i].digit, d[i].duration_ms, PBX_DTMF_INBAND);
         }
+    } else if (ch->tapping) {
+        if (recv_allowed(ch))
+            pbx_tap_get(ch->tap, ch->in, n);
+        else
+            memset(ch->in, 0, (size_t)n * sizeof(int16_t));
     }
     if (ch->kind != CH_RTP)
         return;

@@ -11,6 +11,7 @@
 
 #include "jbuf.h"
 #include "pbxcore.h"
+#include "tap.h"
 
 #define MAX_TICK 240            /* samples per tick at ptime 30 ms */
 #define MAX_FRAME 480           /* largest decoded packet accepted (60 ms) */
@@ -81,12 +82,14 @@ typedef struct chan {
     int direction, pt, te_pt;
     int have_dest, have_sdp, have_sig;
     int decoding, det_on, timed_out, configured;
+    int tapping;                /* relayed and recorded: received audio goes to tap, not jb */
     int tick_pkts;              /* packets this tick (flood control) */
     int paused;
     int have_rx_ssrc;
     uint32_t rx_ssrc;           /* SSRC of the audio going into the jitter buffer */
     struct bridge *br;
     pbx_jb_t *jb;
+    pbx_tap_t *tap;             /* allocated the first time the channel is tapped */
     int64_t last_rx_us;
     outstate_t os;
     struct {
@@ -207,6 +210,7 @@ typedef struct recorder {
     /* shared with the writer thread: under e->wr_mu */
     uint8_t *ring;
     size_t cap, head, fill;
+    size_t chunk;               /* the writer writes once this much is waiting */
     uint64_t overruns;
     int stopping;               /* engine detached; writer finishes the file */
     int failed;                 /* errno of the writer's failure */

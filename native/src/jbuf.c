@@ -194,6 +194,17 @@ static int64_t next_audio(const pbx_jb_t *jb, int64_t from)
     return -1;
 }
 
+/* Positions in [play, before) without audio. */
+static int64_t missing_before(const pbx_jb_t *jb, int64_t before)
+{
+    int64_t from = jb->play, n = 0;
+    if (before - from > jb->ring_mask + 1)
+        from = before - (jb->ring_mask + 1);
+    for (int64_t pos = from; pos < before; pos++)
+        n += !has(jb, pos);
+    return n;
+}
+
 /* Contiguous received samples from `from`, at most limit. */
 static int run_length(const pbx_jb_t *jb, int64_t from, int limit)
 {
@@ -710,9 +721,9 @@ int pbx_jb_put(pbx_jb_t *jb, uint16_t seq, uint32_t ts, const int16_t *pcm, int 
         return PBX_JB_PUT_LATE;
     }
     int64_t hold_max = jb->max_s + nsamples + (jb->have_get ? jb->last_get_n : 160);
-    if (end - jb->play > hold_max) {
-        /* Its first sample would wait more than max delay (and a get period): let the
-           oldest audio go. */
+    if (end - jb->play > hold_max && end - jb->play - missing_before(jb, ext) > hold_max) {
+        /* Its first sample would wait too long, holes not counted (playout shrinks a hole
+           with audio after it): let the oldest audio go. */
         int64_t np = end - hold_max;
         jb->st.overflow_dropped_samples += (uint64_t)clear_range(jb, jb->play, np);
         shift_history(jb, np - jb->play);
@@ -964,12 +975,19 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
         int64_t q = next_audio(jb, jb->play + 1);
         int64_t gap = q >= 0 ? q - jb->play : INT64_MAX;
         int64_t gap0 = gap;
-        if (q >= 0 && delta + JB_SHRINK_DEBT > 0 && jb->state == ST_PLAYING) {
+        int crowded = jb->newest_end - jb->play > jb->max_s + n;
+        if (q >= 0 && (delta + JB_SHRINK_DEBT > 0 || crowded) && jb->state == ST_PLAYING) {
             /* A hole with audio after it: conceal only part of it. The delay given up is
                taken back by time-scaling received audio, which sounds better than
                concealment. */
             int64_t keep = gap < JB_SHRINK_KEEP ? gap : JB_SHRINK_KEEP;
             int64_t skip = delta + JB_SHRINK_DEBT < gap - keep ? delta + JB_SHRINK_DEBT : gap - keep;
+            if (crowded) {
+                /* Holding more than max delay allows after this get: skip the whole hole
+                   rather than drop received audio at the next put. */
+                keep = 0;
+                skip = gap;
+            }
             if (skip > 0) {
                 clear_range(jb, jb->play, jb->play + skip);
                 jb->play += skip;

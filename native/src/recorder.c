@@ -157,7 +157,7 @@ static void *writer_main(void *arg)
             }
             int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
             int err = 0;
-            while (!err && r->fill > 0 && (r->fill >= WRITE_CHUNK || sync_due || r->stopping)) {
+            while (!err && r->fill > 0 && (r->fill >= r->chunk || sync_due || r->stopping)) {
                 size_t n = r->fill < e->wr_buf_cap ? r->fill : e->wr_buf_cap;
                 size_t tail = (r->head + r->cap - r->fill) % r->cap;
                 size_t first = r->cap - tail < n ? r->cap - tail : n;
@@ -291,48 +291,68 @@ static inline int16_t sat16(int32_t v)
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
 }
 
+/* One side of a frame: the saturated sum of its sources (none: silence). */
+static void mix_side(const int16_t *const *src, int ns, int16_t *out, int n)
+{
+    if (ns == 0) {
+        memset(out, 0, (size_t)n * sizeof(*out));
+    } else if (ns == 1) {
+        memcpy(out, src[0], (size_t)n * sizeof(*out));
+    } else {
+        for (int i = 0; i < n; i++) {
+            int32_t acc = 0;
+            for (int k = 0; k < ns; k++)
+                acc += src[k][i];
+            out[i] = sat16(acc);
+        }
+    }
+}
+
 void pbx__recorders_tick(engine_t *e)
 {
     int n = e->tick_samples;
     for (int k = e->n_arec - 1; k >= 0; k--) {
         recorder_t *r = e->arec[k];
-        int32_t l[MAX_TICK], rt[MAX_TICK];
-        memset(l, 0, sizeof(l));
-        memset(rt, 0, sizeof(rt));
+        const int16_t *ls[MAX_MEMBERS + 1], *rs[MAX_MEMBERS + 1];
+        int nl = 0, nr = 0;
         if (r->sch) {
             chan_t *ch = r->sch;
-            for (int i = 0; i < n; i++) {
-                l[i] = ch->decoding ? ch->in[i] : 0;
-                rt[i] = ch->out_valid ? ch->out[i] : 0;
-            }
+            if (ch->decoding || ch->tapping)
+                ls[nl++] = ch->in;
+            if (ch->out_valid)
+                rs[nr++] = ch->out;
         } else {
             bridge_t *br = r->sbr;
             for (int m = 0; m < br->n; m++) {
                 chan_t *ch = br->m[m];
-                int32_t *dst = (r->stereo && is_left(r, ch->id)) ? l : rt;
-                for (int i = 0; i < n; i++)
-                    dst[i] += ch->in[i];
+                if (r->stereo && is_left(r, ch->id))
+                    ls[nl++] = ch->in;
+                else
+                    rs[nr++] = ch->in;
             }
             if (br->has_play)
-                for (int i = 0; i < n; i++)
-                    rt[i] += br->play[i];
+                rs[nr++] = br->play;
         }
+        int16_t a[MAX_TICK], b[MAX_TICK];
         uint8_t frame[MAX_TICK * 4];
         size_t bytes;
         if (r->stereo) {
+            mix_side(ls, nl, a, n);
+            mix_side(rs, nr, b, n);
             for (int i = 0; i < n; i++) {
-                int16_t a = sat16(l[i]), b = sat16(rt[i]);
-                frame[4 * i] = (uint8_t)a;
-                frame[4 * i + 1] = (uint8_t)((uint16_t)a >> 8);
-                frame[4 * i + 2] = (uint8_t)b;
-                frame[4 * i + 3] = (uint8_t)((uint16_t)b >> 8);
+                frame[4 * i] = (uint8_t)a[i];
+                frame[4 * i + 1] = (uint8_t)((uint16_t)a[i] >> 8);
+                frame[4 * i + 2] = (uint8_t)b[i];
+                frame[4 * i + 3] = (uint8_t)((uint16_t)b[i] >> 8);
             }
             bytes = (size_t)n * 4;
         } else {
+            for (int i = 0; i < nr; i++)
+                ls[nl++] = rs[i];
+            mix_side(ls, nl, a, n);
             for (int i = 0; i < n; i++) {
-                int16_t a = sat16(l[i] + rt[i]);
-                frame[2 * i] = (uint8_t)a;
-                frame[2 * i + 1] = (uint8_t)((uint16_t)a >> 8);
+                frame[2 * i] = (uint8_t)a[i];
+                frame[2 * i + 1] = (uint8_t)((uint16_t)a[i] >> 8);
             }
             bytes = (size_t)n * 2;
         }
@@ -348,7 +368,8 @@ void pbx__recorders_tick(engine_t *e)
                 r->head = (r->head + bytes) % r->cap;
                 r->fill += bytes;
             }
-            if (r->fill >= WRITE_CHUNK)
+            /* the writer comes every 100 ms anyway; wake it early only for a ring half full */
+            if (r->fill >= r->cap / 2 && r->fill - bytes < r->cap / 2)
                 pthread_cond_signal(&e->wr_cv);
         }
         pthread_mutex_unlock(&e->wr_mu);
@@ -413,6 +434,7 @@ int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_par
     memcpy(r->left, p->left, sizeof(r->left));
     r->sync_interval_ms = p->sync_interval_ms;
     r->cap = (size_t)p->buffer_ms * 8 * 2 * (size_t)r->channels;
+    r->chunk = r->cap / 4 < WRITE_CHUNK ? r->cap / 4 : WRITE_CHUNK;
     r->ring = malloc(r->cap);
     if (!r->ring) {
         free(r);

@@ -220,3 +220,59 @@ def test_recording_one_leg_of_a_relayed_call(engine, tmp_path):
         _, data = read_wav(tmp_path / "leg.wav")
         body = data[4000:]
         assert share(body[:, 0], 500) > 0.9 and share(body[:, 1], 1300) > 0.9
+
+
+def test_small_buffer_keeps_every_sample(engine, tmp_path):
+    """A 200 ms ring (the smallest allowed) is drained in time: nothing overruns."""
+    with RtpPhone(payload_type=0) as a:
+        ca = engine.rtp_channel()
+        ca.configure(remote=a.addr, payload_type=0)
+        pl = engine.play(ca, pcm=tone_pcm(1000, seconds=5, level_dbm0=-12))
+        rec = engine.record(ca, tmp_path / "small.wav", stereo=True, buffer_s=0.2, sync_interval_s=1.0)
+        time.sleep(2.5)
+        rec.stop()
+        ev, _ = wait_for(engine, RecorderStopped)
+        pl.stop()
+        _, data = read_wav(tmp_path / "small.wav")
+        sent = data[800:, 1].astype(np.int32)  # right: what the channel was sent (the tone)
+        assert 2.3 < ev.seconds < 2.7 and abs(len(data) / 8000 - ev.seconds) < 0.01
+        # a 1 kHz tone never stays at zero for 4 samples; a dropped tick would leave 160
+        silent = np.convolve((sent == 0).astype(np.int32), np.ones(4, dtype=np.int32), mode="valid")
+        assert not np.any(silent == 4)
+        assert share(sent, 1000) > 0.95
+
+
+def onset(x: np.ndarray, threshold: float = 300.0) -> float:
+    """Time (s) of the first 10 ms block louder than threshold (rms)."""
+    blocks = x[: len(x) // 80 * 80].astype(np.float64).reshape(-1, 80)
+    loud = np.flatnonzero(np.sqrt((blocks ** 2).mean(axis=1)) > threshold)
+    assert len(loud), "no audio"
+    return loud[0] * 0.01
+
+
+def test_recording_of_a_relay_keeps_both_voices_in_step(engine, tmp_path):
+    """Both phones start talking at the same moment: the two channels of the recording of a
+    relayed call (recorded without the jitter buffer) start together too."""
+    silence = bytes(2 * 4800)
+    with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=8) as b:
+        ca, cb = engine.rtp_channel(), engine.rtp_channel()
+        ca.configure(remote=a.addr, payload_type=0)
+        cb.configure(remote=b.addr, payload_type=8)
+        a.send_to(("127.0.0.1", ca.local_port))
+        b.send_to(("127.0.0.1", cb.local_port))
+        br = engine.bridge([ca, cb])
+        rec = engine.record(br, tmp_path / "step.wav", stereo=True, left=[ca])
+        a.play(silence + tone_pcm(600, seconds=1.0, level_dbm0=-12), loop=False)
+        b.play(silence + tone_pcm(1500, seconds=1.0, level_dbm0=-12), loop=False)
+        a.start()
+        b.start()
+        time.sleep(2.0)
+        st = ca.stats()
+        assert br.relaying and st.relaying and not st.decoding  # forwarded as is, recorded from the tap
+        rec.stop()
+        wait_for(engine, RecorderStopped)
+        _, data = read_wav(tmp_path / "step.wav")
+        left, right = data[:, 0], data[:, 1]
+        assert abs(onset(left) - onset(right)) <= 0.03
+        assert share(left[int(onset(left) * 8000) + 400:][:4000], 600) > 0.9
+        assert share(right[int(onset(right) * 8000) + 400:][:4000], 1500) > 0.9

@@ -75,7 +75,7 @@ static void run(int use_uring, int base_port)
     pbx_engine_params_default(&p);
     p.bind_ip = "127.0.0.1";
     p.rtp_port_min = base_port;
-    p.rtp_port_max = base_port + 4 * NCH + 10;
+    p.rtp_port_max = base_port + 190;
     p.io_uring = use_uring;
     pbx_engine_t *e = NULL;
     CHECK(pbx_engine_create(&p, &e) == PBX_OK);
@@ -143,9 +143,9 @@ static void run(int use_uring, int base_port)
 
 int main(void)
 {
-    int base = 30000 + (getpid() % 500) * 60;
+    int base = 20000 + (getpid() % 100) * 400;
     run(1, base);
-    run(0, base + 20 * NCH);
+    run(0, base + 200);
     if (fails)
         return 1;
     printf("test_send_batch: ok\n");
