@@ -10,6 +10,10 @@ CPU comes from /proc/<pid>/stat over the measurement window (after a warm-up).
     tools/bench/relay.py --quick --json out.json     # N = 100, < 1 minute
     tools/bench/relay.py --json out.json              # longer runs + the largest N the engine
                                                       # sustains with < 0.1 % loss
+
+Next to them, two minimal C relays measure the floor of this machine: the same sockets and
+generator, nothing but recvmsg/sendto (c_floor) or recvmsg plus one io_uring_enter per
+wake-up for all sends (c_floor_batched, the engine's system-call pattern).
 """
 from __future__ import annotations
 
@@ -247,6 +251,132 @@ int main(int argc, char **argv)
 """
 
 
+FLOOR_C = r"""
+/* The floor: the least a relay with one UDP socket per leg can do on this machine. No
+ * parsing, no latching, no header rewrite, no statistics. Two syscall patterns:
+ *   plain    epoll_wait, then per ready socket one recvmsg and one sendto (what most relays do)
+ *   batched  epoll_wait, one recvmsg per ready socket, then every packet of the wake-up in
+ *            one io_uring_enter (what the engine does)
+ * usage: floor MODE N GEN_A_PORT GEN_B_PORT; prints the ports as JSON; stops at stdin EOF. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/io_uring.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MAXEV 256
+static volatile int stop;
+static void *stdin_main(void *a) { char b[64]; (void)a; while (read(0, b, sizeof b) > 0) {} stop = 1; return NULL; }
+
+static int ufd = -1;
+static unsigned *sq_tail, *sq_head, sq_mask, *cq_head, *cq_tail, cq_mask;
+static struct io_uring_sqe *sqes;
+static struct io_uring_cqe *cqes;
+
+static int ring_init(void)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    ufd = (int)syscall(__NR_io_uring_setup, MAXEV, &p);
+    if (ufd < 0)
+        return -1;
+    size_t sl = p.sq_off.array + p.sq_entries * sizeof(unsigned), cl = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (cl > sl) sl = cl;
+    uint8_t *sq = mmap(0, sl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ufd, IORING_OFF_SQ_RING);
+    sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ufd, IORING_OFF_SQES);
+    if (sq == MAP_FAILED || sqes == MAP_FAILED || !(p.features & IORING_FEAT_SINGLE_MMAP))
+        return -1;
+    sq_head = (unsigned *)(sq + p.sq_off.head); sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
+    unsigned *arr = (unsigned *)(sq + p.sq_off.array);
+    for (unsigned i = 0; i < p.sq_entries; i++) arr[i] = i;
+    cq_head = (unsigned *)(sq + p.cq_off.head); cq_tail = (unsigned *)(sq + p.cq_off.tail);
+    cq_mask = *(unsigned *)(sq + p.cq_off.ring_mask); cqes = (struct io_uring_cqe *)(sq + p.cq_off.cqes);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) { fprintf(stderr, "usage: floor plain|batched N GEN_A GEN_B\n"); return 2; }
+    int batched = !strcmp(argv[1], "batched"), n = atoi(argv[2]);
+    if (batched && ring_init() < 0) { printf("{\"error\": \"io_uring unavailable\"}\n"); return 3; }
+    struct sockaddr_in dst[2];
+    for (int k = 0; k < 2; k++) {
+        memset(&dst[k], 0, sizeof dst[k]);
+        dst[k].sin_family = AF_INET;
+        dst[k].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        dst[k].sin_port = htons((uint16_t)atoi(argv[3 + k]));
+    }
+    int *fd = calloc((size_t)(2 * n), sizeof(int));
+    int ep = epoll_create1(0);
+    printf("[");
+    for (int i = 0; i < 2 * n; i++) {
+        fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t l = sizeof a;
+        if (bind(fd[i], (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd[i], (struct sockaddr *)&a, &l) < 0) { perror("bind"); return 1; }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev);
+        if (i % 2) printf("%d]", ntohs(a.sin_port));
+        else printf("%s[%d, ", i ? ", " : "", ntohs(a.sin_port));
+    }
+    printf("]\n");
+    fflush(stdout);
+    pthread_t t;
+    pthread_create(&t, NULL, stdin_main, NULL);
+    static uint8_t buf[MAXEV][1600];
+    static struct msghdr mh[MAXEV];
+    static struct iovec io[MAXEV];
+    static struct epoll_event evs[MAXEV];
+    struct sockaddr_storage from;
+    while (!stop) {
+        int k = epoll_wait(ep, evs, MAXEV, 100);
+        int ns = 0;
+        unsigned tail = batched ? *sq_tail : 0;
+        for (int j = 0; j < k; j++) {
+            int i = (int)evs[j].data.u32, o = i ^ 1;
+            struct iovec rio = {buf[j], sizeof buf[j]};
+            struct msghdr rm = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &rio, .msg_iovlen = 1};
+            ssize_t r = recvmsg(fd[i], &rm, MSG_DONTWAIT);
+            if (r <= 0)
+                continue;
+            if (!batched) {
+                sendto(fd[o], buf[j], (size_t)r, MSG_DONTWAIT, (struct sockaddr *)&dst[o & 1], sizeof dst[0]);
+                continue;
+            }
+            io[ns].iov_base = buf[j]; io[ns].iov_len = (size_t)r;
+            memset(&mh[ns], 0, sizeof mh[ns]);
+            mh[ns].msg_name = &dst[o & 1]; mh[ns].msg_namelen = sizeof dst[0];
+            mh[ns].msg_iov = &io[ns]; mh[ns].msg_iovlen = 1;
+            struct io_uring_sqe *s = &sqes[(tail + (unsigned)ns) & sq_mask];
+            memset(s, 0, sizeof *s);
+            s->opcode = IORING_OP_SENDMSG; s->fd = fd[o]; s->addr = (uint64_t)(uintptr_t)&mh[ns];
+            s->msg_flags = MSG_DONTWAIT;
+            ns++;
+        }
+        if (ns) {
+            __atomic_store_n(sq_tail, tail + (unsigned)ns, __ATOMIC_RELEASE);
+            syscall(__NR_io_uring_enter, ufd, ns, ns, IORING_ENTER_GETEVENTS, NULL, 0);
+            __atomic_store_n(cq_head, __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+        }
+    }
+    printf("{}\n");
+    return 0;
+}
+"""
+
+
 def udp_counters() -> dict[str, int]:
     """System-wide UDP counters (/proc/net/snmp): where datagrams were dropped."""
     with open("/proc/net/snmp") as f:
@@ -291,8 +421,22 @@ def serve_engine(n: int, gen_a: int, gen_b: int, port_lo: int, record_dir: str |
             drops["packets_in"] += st.packets_in
             drops["packets_out"] += st.packets_out
     es = eng.stats()
+    sends = engine_send_counters(eng)
     eng.close()
-    print(json.dumps({"drops": drops, "ticks_missed": es.ticks_missed}), flush=True)
+    print(json.dumps({"drops": drops, "ticks_missed": es.ticks_missed, "sends": sends}), flush=True)
+
+
+def engine_send_counters(eng) -> dict | None:
+    """Packets handed to the kernel and the system calls that sent them (engine counters the
+    Python wrapper does not expose; read through the compiled module)."""
+    try:
+        from firmware._pbxcore import ffi, lib
+        st = ffi.new("pbx_engine_stats_t *")
+        eng._core.call(lib.pbx_engine_get_stats, st, what="stats")
+    except (ImportError, AttributeError):
+        return None
+    return {"packets_sent": st.packets_sent, "send_calls": st.send_calls, "io_uring": bool(st.io_uring),
+            "packets_per_send_call": round(st.packets_sent / max(st.send_calls, 1), 2)}
 
 
 def serve_python(n: int, gen_a: int, gen_b: int) -> None:
@@ -440,10 +584,18 @@ def free_udp_port() -> int:
 # ---------------------------------------------------------------- one measurement
 
 def build_generator(tmp: Path) -> Path:
+    """Compile the load generator and, next to it, the floor relay (tmp/floor)."""
     src, exe = tmp / "gen.c", tmp / "gen"
     src.write_text(GEN_C)
     subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(exe), str(src), "-lm"], check=True)
+    fsrc = tmp / "floor.c"
+    fsrc.write_text(FLOOR_C)
+    subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(tmp / "floor"), str(fsrc)], check=True)
     return exe
+
+
+FLOORS = {"c_floor": "plain", "c_floor_batched": "batched"}
+KINDS = ("engine", "engine_recording", "plain_python", "rtpengine", "c_floor", "c_floor_batched")
 
 
 def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo: int) -> dict:
@@ -459,6 +611,14 @@ def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo
             rtpe = Rtpengine(port_lo, port_lo + 4 * n + 400)
             ports = rtpe.setup(n, gen_a, gen_b)
             pid = rtpe.proc.pid
+        elif kind in FLOORS:
+            relay = subprocess.Popen([str(gen.parent / "floor"), FLOORS[kind], str(n), str(gen_a), str(gen_b)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            line = relay.stdout.readline()
+            ports = json.loads(line) if line.strip() else None
+            if not isinstance(ports, list):
+                raise RuntimeError(f"{kind}: {line.strip() or 'did not start'}")
+            pid = relay.pid
         else:
             args = [sys.executable, __file__, "--serve", kind, str(n), str(gen_a), str(gen_b), str(port_lo)]
             if kind == "engine_recording":
@@ -518,6 +678,11 @@ def table(rows: list[tuple[str, dict | None]]) -> str:
     return "\n".join(out)
 
 
+def loadavg() -> list[float]:
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N=100 for every relay, short runs (< 1 minute)")
@@ -525,7 +690,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=100, help="calls for the side-by-side comparison")
     ap.add_argument("--seconds", type=float, help="measurement window per run")
     ap.add_argument("--max-search", action="store_true", help="also search the largest N (default unless --quick)")
+    ap.add_argument("--no-max-search", action="store_true", help="skip the search for the largest N")
     ap.add_argument("--repeat", type=int, help="runs per relay, the median is reported (default 1 quick, 3 full)")
+    ap.add_argument("--only", nargs="+", choices=KINDS, help="measure only these relays")
     ap.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -546,30 +713,33 @@ def main() -> int:
     port_lo = random.randrange(30000, 36000, 2)
     results: dict = {"calls": n, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
                      f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Linux {platform.release()}",
-                     "seconds": seconds}
+                     "seconds": seconds, "repeat": args.repeat, "load_avg_start": loadavg()}
+    kinds = [k for k in KINDS if not args.only or k in args.only]
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    if "rtpengine" in runs and not shutil.which("rtpengine"):
+        del runs["rtpengine"]
+        results["rtpengine"] = None
+        results["rtpengine_reason"] = "rtpengine not installed (apt-get install rtpengine-daemon)"
     with tempfile.TemporaryDirectory() as tmp:
         gen = build_generator(Path(tmp))
-        for kind in ("engine", "engine_recording", "plain_python", "rtpengine"):
-            if kind == "rtpengine" and not shutil.which("rtpengine"):
-                results["rtpengine"] = None
-                results["rtpengine_reason"] = "rtpengine not installed (apt-get install rtpengine-daemon)"
-                continue
-            runs = []
-            try:
-                for _ in range(args.repeat):
-                    runs.append(measure(kind, n, gen, seconds, warmup, port_lo))
-                    print(f"{kind:17s} {runs[-1]}", file=sys.stderr)
-            except (RuntimeError, OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
-                results[kind] = None
-                results[f"{kind}_reason"] = str(exc)[:300]
-                continue
-            r = sorted(runs, key=lambda x: x["cpu_pct"])[len(runs) // 2]  # the median run
+        # round-robin, so that the load of a shared machine falls on every relay alike
+        for _ in range(args.repeat):
+            for kind in list(runs):
+                try:
+                    runs[kind].append(measure(kind, n, gen, seconds, warmup, port_lo))
+                    print(f"{kind:17s} {runs[kind][-1]}", file=sys.stderr)
+                except (RuntimeError, OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
+                    results[kind] = None
+                    results[f"{kind}_reason"] = str(exc)[:300]
+                    del runs[kind]
+        for kind, rs in runs.items():
+            r = sorted(rs, key=lambda x: x["cpu_pct"])[len(rs) // 2]  # the median run
             results[kind] = {"cpu_pct_per_100_calls": r["cpu_pct_per_100_calls"], "loss_pct": r["loss_pct"]}
-            results.setdefault("details", {})[kind] = {"median": r, "runs_cpu_pct": [x["cpu_pct"] for x in runs]}
-        if args.max_search or not args.quick:
+            results.setdefault("details", {})[kind] = {"median": r, "runs_cpu_pct": [x["cpu_pct"] for x in rs]}
+        if (args.max_search or not args.quick) and not args.no_max_search:
             results["engine_max"] = max_search(gen, seconds, warmup, port_lo)
-    rows = [(k, results["details"][k]["median"] if results.get(k) else None)
-            for k in ("engine", "engine_recording", "plain_python", "rtpengine")]
+    results["load_avg_end"] = loadavg()
+    rows = [(k, results["details"][k]["median"] if results.get(k) else None) for k in kinds]
     print(table(rows))
     e = results.get("engine")
     if e:
@@ -578,6 +748,14 @@ def main() -> int:
             if results.get(k):
                 ratios[f"engine_vs_{k}_calls_per_core"] = round(results[k]["cpu_pct_per_100_calls"] /
                                                                 max(e["cpu_pct_per_100_calls"], 1e-9), 2)
+        for k in FLOORS:
+            if results.get(k):
+                ratios[f"engine_cpu_vs_{k}"] = round(e["cpu_pct_per_100_calls"] /
+                                                     max(results[k]["cpu_pct_per_100_calls"], 1e-9), 2)
+                if results.get("plain_python"):
+                    ratios[f"{k}_vs_plain_python_calls_per_core"] = round(
+                        results["plain_python"]["cpu_pct_per_100_calls"] /
+                        max(results[k]["cpu_pct_per_100_calls"], 1e-9), 2)
         if results.get("engine_recording"):
             ratios["recording_overhead_pct"] = round(100 * (results["engine_recording"]["cpu_pct_per_100_calls"] /
                                                             max(e["cpu_pct_per_100_calls"], 1e-9) - 1), 1)
@@ -590,6 +768,7 @@ def main() -> int:
         for r in m["runs"]:
             print(f"| {r['calls']} | {r['pps_relayed']} | {r['cpu_pct']} | {r['loss_pct']} | {r['latency_ms_p99']} | "
                   f"{r['generator_cpu_pct']} |")
+    print(f"\nload average {results['load_avg_start']} at the start, {results['load_avg_end']} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
