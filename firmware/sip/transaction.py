@@ -53,7 +53,6 @@ from .events import (
     TransportError,
 )
 from .headers import Via, new_branch, new_tag
-from .overload import OverloadGuard
 from .message import (
     MAX_MESSAGE_SIZE,
     Message,
@@ -65,6 +64,7 @@ from .message import (
     make_response,
     parse_message,
 )
+from .overload import OverloadGuard
 
 __all__ = ["ClientTransaction", "Kind", "ServerTransaction", "State", "Timers", "TransactionLayer"]
 

@@ -7,7 +7,14 @@ import gc
 import weakref
 
 from firmware.pbx.sipua import ClientInvite, SipUa
-from firmware.sip import (Addr, ClientTransaction, SipRequest, TransactionLayer, make_response, parse_message)
+from firmware.sip import (
+    Addr,
+    ClientTransaction,
+    SipRequest,
+    TransactionLayer,
+    make_response,
+    parse_message,
+)
 from firmware.sip.uri import Address, SipUri
 
 PHONE = Addr("udp", "192.0.2.7", 5062)

@@ -6,8 +6,16 @@ import random
 
 import pytest
 
-from firmware.sip import (Addr, MessageRejected, RequestReceived, TransactionLayer, Via, make_request,
-                          make_response, parse_message)
+from firmware.sip import (
+    Addr,
+    MessageRejected,
+    RequestReceived,
+    TransactionLayer,
+    Via,
+    make_request,
+    make_response,
+    parse_message,
+)
 from firmware.sip.overload import OverloadGuard
 
 PHONE = Addr("udp", "192.0.2.7", 5062)
@@ -87,8 +95,8 @@ def test_retry_after_spreads_the_returns():
     assert guard(retry_after=7, retry_jitter=0).retry_after_value() == 7
 
 
-@pytest.mark.parametrize("kw", [dict(target=0.5, limit=0.4), dict(target=0), dict(interval=0),
-                                dict(max_pending=0), dict(retry_after=0), dict(retry_jitter=-1)])
+@pytest.mark.parametrize("kw", [{"target": 0.5, "limit": 0.4}, {"target": 0}, {"interval": 0},
+                                {"max_pending": 0}, {"retry_after": 0}, {"retry_jitter": -1}])
 def test_bad_settings_are_refused(kw):
     with pytest.raises(ValueError):
         OverloadGuard(**kw)
