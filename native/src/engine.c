@@ -352,6 +352,22 @@ static void tick(engine_t *e)
     pbx__players_reap(e);
 }
 
+/* The 20 ms clock runs only while something needs it: an idle box sleeps. */
+static void clock_update(engine_t *e)
+{
+    int need = e->n_ach > 0 || e->n_arec > 0 || e->n_apl > 0;
+    if (need == e->clock_on)
+        return;
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    if (need) {
+        its.it_interval.tv_nsec = (long)e->p.ptime_ms * 1000000L;
+        its.it_value = its.it_interval;
+    }
+    if (timerfd_settime(e->timerfd, 0, &its, NULL) == 0)
+        e->clock_on = need;
+}
+
 static void *engine_main(void *arg)
 {
     engine_t *e = arg;
@@ -360,6 +376,7 @@ static void *engine_main(void *arg)
     if (e->p.io_uring)
         pbx__uring_init(&e->ur, TX_SLOTS);
     while (!e->stop) {
+        clock_update(e);
         int n = epoll_wait(e->epfd, evs, 256, -1);
         if (n < 0) {
             if (errno == EINTR)
@@ -554,12 +571,7 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     e->ev_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->epfd < 0 || e->timerfd < 0 || e->cmd_efd < 0 || e->ev_efd < 0)
         goto fail;
-    struct itimerspec its;
-    memset(&its, 0, sizeof(its));
-    its.it_interval.tv_nsec = (long)p->ptime_ms * 1000000L;
-    its.it_value = its.it_interval;
-    if (timerfd_settime(e->timerfd, 0, &its, NULL) < 0)
-        goto fail;
+    /* the clock starts with the first channel (clock_update) */
     if (pbx__epoll_set(e, e->timerfd, TAG_TIMER, 0, 1) < 0 || pbx__epoll_set(e, e->cmd_efd, TAG_CMD, 0, 1) < 0)
         goto fail;
     e->accepting = 1;

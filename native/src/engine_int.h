@@ -263,6 +263,7 @@ struct pbx_engine {
     pthread_t thread;
     int thread_started;
     int epfd, timerfd, cmd_efd, ev_efd;
+    int clock_on;               /* the timerfd is armed */
     int stop;
 
     /* commands (any thread) */

@@ -291,6 +291,15 @@ static inline int16_t sat16(int32_t v)
     return (int16_t)(v > 32767 ? 32767 : (v < -32768 ? -32768 : v));
 }
 
+static inline uint16_t le16(uint16_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint16_t)(v << 8 | v >> 8);
+#else
+    return v;
+#endif
+}
+
 /* One side of a frame: the saturated sum of its sources (none: silence). */
 static void mix_side(const int16_t *const *src, int ns, int16_t *out, int n)
 {
@@ -334,28 +343,26 @@ void pbx__recorders_tick(engine_t *e)
                 rs[nr++] = br->play;
         }
         int16_t a[MAX_TICK], b[MAX_TICK];
-        uint8_t frame[MAX_TICK * 4];
-        size_t bytes;
+        uint16_t words[MAX_TICK * 2];   /* the WAV frame: 16-bit little-endian samples */
+        size_t nw;
         if (r->stereo) {
             mix_side(ls, nl, a, n);
             mix_side(rs, nr, b, n);
             for (int i = 0; i < n; i++) {
-                frame[4 * i] = (uint8_t)a[i];
-                frame[4 * i + 1] = (uint8_t)((uint16_t)a[i] >> 8);
-                frame[4 * i + 2] = (uint8_t)b[i];
-                frame[4 * i + 3] = (uint8_t)((uint16_t)b[i] >> 8);
+                words[2 * i] = le16((uint16_t)a[i]);
+                words[2 * i + 1] = le16((uint16_t)b[i]);
             }
-            bytes = (size_t)n * 4;
+            nw = (size_t)n * 2;
         } else {
             for (int i = 0; i < nr; i++)
                 ls[nl++] = rs[i];
             mix_side(ls, nl, a, n);
-            for (int i = 0; i < n; i++) {
-                frame[2 * i] = (uint8_t)a[i];
-                frame[2 * i + 1] = (uint8_t)((uint16_t)a[i] >> 8);
-            }
-            bytes = (size_t)n * 2;
+            for (int i = 0; i < n; i++)
+                words[i] = le16((uint16_t)a[i]);
+            nw = (size_t)n;
         }
+        const uint8_t *frame = (const uint8_t *)words;
+        size_t bytes = nw * 2;
         pthread_mutex_lock(&e->wr_mu);
         int failed = r->failed;
         if (!failed) {

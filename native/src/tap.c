@@ -7,6 +7,28 @@
 
 #define MASK (PBX_TAP_RING - 1)
 
+/* Samples [ts, ts + n) of the ring as at most two contiguous pieces. */
+static void copy_in(pbx_tap_t *t, uint32_t ts, const int16_t *src, int n)
+{
+    int at = (int)(ts & MASK), first = PBX_TAP_RING - at < n ? PBX_TAP_RING - at : n;
+    memcpy(t->ring + at, src, (size_t)first * sizeof(*src));
+    memcpy(t->ring, src + first, (size_t)(n - first) * sizeof(*src));
+}
+
+/* Read (dst may be NULL) and, if clear, empty the samples [ts, ts + n). */
+static void copy_out(pbx_tap_t *t, uint32_t ts, int16_t *dst, int n, int clear)
+{
+    int at = (int)(ts & MASK), first = PBX_TAP_RING - at < n ? PBX_TAP_RING - at : n;
+    if (dst) {
+        memcpy(dst, t->ring + at, (size_t)first * sizeof(*dst));
+        memcpy(dst + first, t->ring, (size_t)(n - first) * sizeof(*dst));
+    }
+    if (clear) {
+        memset(t->ring + at, 0, (size_t)first * sizeof(*dst));
+        memset(t->ring, 0, (size_t)(n - first) * sizeof(*dst));
+    }
+}
+
 void pbx_tap_reset(pbx_tap_t *t)
 {
     memset(t, 0, sizeof(*t));
@@ -62,8 +84,7 @@ void pbx_tap_put(pbx_tap_t *t, uint32_t ssrc, uint32_t ts, const int16_t *pcm, i
     int32_t off = PBX_TS_DIFF(ts, t->rd);
     int k0 = off < 0 ? -off : 0;
     t->late_samples += (uint64_t)k0;
-    for (int k = k0; k < n; k++)
-        t->ring[(ts + (uint32_t)k) & MASK] = pcm[k];
+    copy_in(t, ts + (uint32_t)k0, pcm + k0, n - k0);
     if (PBX_TS_GT(ts + (uint32_t)n, t->hi))
         t->hi = ts + (uint32_t)n;
     t->puts++;
@@ -99,18 +120,12 @@ void pbx_tap_get(pbx_tap_t *t, int16_t *out, int n)
         t->lag_min = INT32_MAX;
     }
     if (skip) {
-        for (int i = 0; i < skip; i++)
-            t->ring[(t->rd + (uint32_t)i) & MASK] = 0;
+        copy_out(t, t->rd, NULL, skip, 1);
         t->rd += (uint32_t)skip;
         t->skipped_samples += (uint64_t)skip;
     }
-    for (int i = 0; i < repeat; i++)
-        out[i] = t->ring[(t->rd + (uint32_t)i) & MASK];
+    copy_out(t, t->rd, out, repeat, 0);
     t->repeated_samples += (uint64_t)repeat;
-    for (int i = repeat; i < n; i++) {
-        int16_t *s = &t->ring[(t->rd + (uint32_t)(i - repeat)) & MASK];
-        out[i] = *s;
-        *s = 0;
-    }
+    copy_out(t, t->rd, out + repeat, n - repeat, 1);
     t->rd += (uint32_t)(n - repeat);
 }

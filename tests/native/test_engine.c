@@ -83,6 +83,11 @@ int main(void)
     pbx_engine_t *e2 = NULL;
     CHECK(pbx_engine_create(&bad, &e2) == PBX_EINVAL && e2 == NULL);
 
+    /* an engine with nothing to do sleeps: no clock ticks */
+    usleep(100000);
+    pbx_engine_stats_t idle;
+    CHECK(pbx_engine_get_stats(e, &idle) == PBX_OK && idle.ticks == 0 && idle.channels == 0);
+
     int pa, pb;
     int fa = udp(&pa), fb = udp(&pb);
     uint32_t ca, cb, br;
