@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -245,6 +246,12 @@ class Service:
             loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            # Everything built at start-up lives as long as the box: keep it out of the
+            # collector's generations, and collect less often (a call leaves ~130 short-lived
+            # objects per transaction; full collections paused the loop for 0.2-0.6 s under load).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 20)
             print(self.banner(), flush=True)
             await self._stop.wait()
         finally:
