@@ -84,6 +84,20 @@ class CallCentre:
         self._publish_queues()
         self._rearm()
 
+    def reconcile(self) -> None:
+        """Align the ACD's idea of every agent with the calls that really exist, so nobody stays
+        stuck "ringing" or "in a call" after a lost event (run periodically by the PBX)."""
+        actual: dict[str, str] = {}
+        for ext, legs in self.pbx.ext_legs.items():
+            live = [l for l in legs if l.state != "ended"]
+            # any call but a queue offer still ringing makes the agent busy (ring-in-use off),
+            # as Pbx._ext_state_changed tells the ACD
+            if any(not (l.acd_offer and not l.answered) for l in live):
+                actual[ext] = "in_call"
+            elif live:
+                actual[ext] = "ringing"
+        self._execute(self.acd.reconcile(actual, time.time()))
+
     def registered_changed(self, extension: str, registered: bool) -> None:
         self._execute(self.acd.set_registered(extension, registered, time.time()))
 

@@ -138,6 +138,7 @@ class Pbx:
                                    algorithms=tuple(ALGORITHM_NAMES[a] for a in system.auth_algorithms))
         self._every(1.0, self._tick)
         self._every(5.0, self.security.reload)
+        self._every(30.0, self.centre.reconcile)
         self._every(float(system.nat_keepalive_s), self._keepalive)
         self.config.subscribe(self._config_changed)
         self.centre.configure()
