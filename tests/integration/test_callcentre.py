@@ -320,3 +320,21 @@ def test_override_sends_callers_to_the_closed_destination_a_message_box(office, 
     assert rec["status"] == "voicemail" and rec["to_extension"] == "203"
     pcm, rate, ch = read_wav(office.box.data_dir / rec["recording_path"])
     assert ch == 1 and band_energy_ratio(pcm[-int(2 * rate):, 0], 900) > 0.6
+
+
+def test_blf_key_shows_queue_login_state(office, pj_phones):
+    """A BLF key subscribed to *45602 is lit while its own user is logged in to queue 602."""
+    from tests.integration.test_pbx_features import _expect_notify
+    from tests.integration.test_pbx_sipp import auth, sipp
+    expect = "".join(_expect_notify(i, p) for i, p in enumerate([
+        "dialog-info[^>]*>\\s*</dialog-info>", "<state>confirmed</state>", "dialog-info[^>]*>\\s*</dialog-info>"]))
+    w = sipp(office, "blfq", "blf_watch.xml", csv=f"SEQUENTIAL\n203;{auth('203')};*45602\n",
+             template={"EXPECT": expect}, args=("-m", "1", "-timeout", "40s", "-timeout_error")).start()
+    agent = pj_phones("203", auto_answer=True)
+    time.sleep(1.5)
+    for _ in range(2):                                   # log in, then out again
+        r = agent.cmd("dial", uri=office.uri("*45602"), wait_confirmed=10)
+        agent.cmd("wait_state", call=r["call"], states=["DISCONNECTED"], timeout=15)
+        time.sleep(1)
+    res = w.wait(30)
+    assert res.returncode == 0 and res.successful == 1, res.errors[-3000:]
