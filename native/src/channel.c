@@ -149,7 +149,7 @@ static void chan_release(engine_t *e, chan_t *ch)
         pbx__release_port(e, ch->port);
     pbx_jb_destroy(ch->jb);
     pbx_dtmf_det_destroy(ch->det);
-    free(ch->tap);
+    free(ch->tap_ring);
     free(ch->txbuf);
     free(ch);
 }
@@ -418,13 +418,13 @@ void pbx__chan_update_decoding(engine_t *e, chan_t *ch)
     int need = ch->kind == CH_PCM || (ch->br && !relay) || (tapped && !relay) || ch->det_on;
     /* A recorded relay only needs the audio for the file: the tap, not the jitter buffer. */
     int tap = tapped && relay && !need;
-    if (tap && !ch->tap) {
-        ch->tap = malloc(sizeof(*ch->tap));
-        if (!ch->tap)
+    if (tap && !ch->tap_ring) {
+        ch->tap_ring = malloc(PBX_TAP_RING * sizeof(*ch->tap_ring));
+        if (!ch->tap_ring)
             need = 1, tap = 0;
     }
     if (tap && !ch->tapping)
-        pbx_tap_reset(ch->tap);
+        pbx_tap_init(&ch->tap, ch->tap_ring);
     ch->tapping = tap;
     if (need && !ch->decoding) {
         pbx_jb_reset(ch->jb);
@@ -970,7 +970,7 @@ static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const stru
                 pbx_ulaw_decode(pl, e->scratch, h.payload_len);
             else
                 pbx_alaw_decode(pl, e->scratch, h.payload_len);
-            pbx_tap_put(ch->tap, h.ssrc, h.ts, e->scratch, h.payload_len);
+            pbx_tap_put(&ch->tap, h.ssrc, h.ts, e->scratch, h.payload_len);
         }
         if (partner)
             forward(e, ch, partner, pkt, &h, 0);
@@ -1190,7 +1190,7 @@ void pbx__chan_tick_input(engine_t *e, chan_t *ch)
         }
     } else if (ch->tapping) {
         if (recv_allowed(ch))
-            pbx_tap_get(ch->tap, ch->in, n);
+            pbx_tap_get(&ch->tap, ch->in, n);
         else
             memset(ch->in, 0, (size_t)n * sizeof(int16_t));
     }

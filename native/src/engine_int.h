@@ -75,7 +75,8 @@ typedef struct {
 } dtmf_req_t;
 
 typedef struct chan {
-    /* hot: read or written for every relayed packet, kept in the first cache lines */
+    /* hot: read or written at every tick and every relayed packet, kept in the first cache
+     * lines (a tick visits every channel: fields it reads elsewhere cost a miss each) */
     uint32_t id;
     int kind;
     int fd;
@@ -87,36 +88,17 @@ typedef struct chan {
     int paused;
     int have_rx_ssrc;
     uint32_t rx_ssrc;           /* SSRC of the audio going into the jitter buffer */
+    int out_valid;              /* out[] holds what we sent this tick */
+    int timeout_ms;
+    int n_taps;                 /* recorders on this channel */
+    int mode;                   /* pbx_member_mode */
+    int dq_len;                 /* DTMF digits queued */
+    int has_play;               /* play[] holds its players' sum this tick */
+    int dead;                   /* PCM fd gone */
     struct bridge *br;
     pbx_jb_t *jb;
-    pbx_tap_t *tap;             /* allocated the first time the channel is tapped */
+    int16_t *tap_ring;          /* allocated the first time the channel is tapped */
     int64_t last_rx_us;
-    outstate_t os;
-    struct {
-        int active;             /* 1 = RFC 4733 event, 2 = in-band tone, 3 = inter-digit gap */
-        char digit;
-        int total;              /* samples */
-        int elapsed;            /* samples */
-        uint32_t ts;
-        int end_left;           /* end packets still to send */
-        double ph1, ph2, w1, w2;
-        int gap_left;
-    } dtx;
-    pbx_channel_stats_t st;
-    paddr_t dest;               /* where we send now */
-
-    /* RTP, less often */
-    int active_idx;
-    struct pbx_engine *e;
-    int rtcp_fd, port;
-    int timeout_ms, inband_cfg;
-    paddr_t local;
-    paddr_t sdp;                /* the address in the SDP */
-    paddr_t sig;                /* IP of the signalling peer (port unused) */
-    paddr_t cand;               /* a source waiting to be adopted */
-    uint32_t cand_ssrc;
-    uint16_t cand_seq;
-    int cand_count;
 
     /* RFC 4733 receive */
     struct {
@@ -128,24 +110,47 @@ typedef struct chan {
         int done_valid;
         uint32_t done_ts;
     } evrx;
+    outstate_t os;
+    struct {
+        int active;             /* 1 = RFC 4733 event, 2 = in-band tone, 3 = inter-digit gap */
+        char digit;
+        int total;              /* samples */
+        int elapsed;            /* samples */
+        uint32_t ts;
+        int end_left;           /* end packets still to send */
+        double ph1, ph2, w1, w2;
+        int gap_left;
+    } dtx;
+    pbx_tap_t tap;              /* valid while tapping */
+    pbx_channel_stats_t st;
+    paddr_t dest;               /* where we send now */
+
+    /* RTP, less often */
+    int active_idx;
+    struct pbx_engine *e;
+    int rtcp_fd, port;
+    int inband_cfg;
+    paddr_t local;
+    paddr_t sdp;                /* the address in the SDP */
+    paddr_t sig;                /* IP of the signalling peer (port unused) */
+    paddr_t cand;               /* a source waiting to be adopted */
+    uint32_t cand_ssrc;
+    uint16_t cand_seq;
+    int cand_count;
 
     /* decode path */
     int16_t in[MAX_TICK];       /* what the far end said this tick */
     int16_t out[MAX_TICK];      /* what we sent it this tick */
-    int out_valid;
     pbx_dtmf_det_t *det;
 
     /* DTMF send queue */
     dtmf_req_t dq[DTMF_QUEUE];
-    int dq_head, dq_len;
+    int dq_head;
 
     /* topology */
-    int mode;
     uint32_t whisper_to;
     struct player *players;     /* players whose target is this channel */
-    int n_taps;                 /* recorders on this channel */
     int16_t play[MAX_TICK];     /* sum of its players this tick */
-    int has_play;
 
     /* PCM fd */
     int pcm_fd, pcm_format, dle;
@@ -158,7 +163,6 @@ typedef struct chan {
     uint32_t pts;
     uint8_t *txbuf;
     int tx_len, tx_cap;
-    int dead;
 } chan_t;
 
 typedef struct bridge {

@@ -29,9 +29,18 @@ static void copy_out(pbx_tap_t *t, uint32_t ts, int16_t *dst, int n, int clear)
     }
 }
 
+void pbx_tap_init(pbx_tap_t *t, int16_t *ring)
+{
+    t->ring = ring;
+    pbx_tap_reset(t);
+}
+
 void pbx_tap_reset(pbx_tap_t *t)
 {
+    int16_t *ring = t->ring;
     memset(t, 0, sizeof(*t));
+    t->ring = ring;
+    memset(ring, 0, PBX_TAP_RING * sizeof(*ring));
     t->lag_min = INT32_MAX;
     t->pkt_n = t->get_n = 160;
 }
@@ -51,7 +60,7 @@ static int high_mark(const pbx_tap_t *t)
 /* New timeline: ts plays PBX_TAP_DELAY samples from now. Anything buffered is dropped. */
 static void anchor(pbx_tap_t *t, uint32_t ssrc, uint32_t ts)
 {
-    memset(t->ring, 0, sizeof(t->ring));
+    memset(t->ring, 0, PBX_TAP_RING * sizeof(*t->ring));
     t->started = 1;
     t->ssrc = ssrc;
     t->rd = ts - PBX_TAP_DELAY;

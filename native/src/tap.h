@@ -26,7 +26,9 @@
 #define PBX_TAP_JUMP 16000      /* timestamps this far behind the read point: new timeline */
 
 typedef struct {
-    int16_t ring[PBX_TAP_RING]; /* sample at RTP timestamp t in ring[t % RING]; zero = silence */
+    /* hot: read at every packet and every tick (small, so it shares the owner's cache lines) */
+    int16_t *ring;              /* PBX_TAP_RING samples, owned by the caller: sample at RTP
+                                   timestamp t in ring[t % RING]; zero = silence */
     int started;
     uint32_t ssrc;
     uint32_t rd;                /* timestamp of the next sample to read */
@@ -35,12 +37,16 @@ typedef struct {
     int window;                 /* samples read in this window */
     int puts;                   /* packets stored in this window */
     int pkt_n, get_n;           /* samples in the last packet, in the last read */
+    /* counters */
     uint64_t late_samples;      /* received after their read time: not recorded */
     uint64_t repeated_samples;  /* drift corrections: recorded twice */
     uint64_t skipped_samples;   /* drift corrections: received, not recorded */
     uint64_t anchors;           /* timeline (re)starts */
 } pbx_tap_t;
 
+/** Start a tap on ring (PBX_TAP_RING samples, kept by the caller): silence until the first put. */
+void pbx_tap_init(pbx_tap_t *t, int16_t *ring);
+/** Forget the stream (the ring stays attached). */
 void pbx_tap_reset(pbx_tap_t *t);
 /** Store n (1..480) decoded samples with RTP timestamp ts from source ssrc. */
 void pbx_tap_put(pbx_tap_t *t, uint32_t ssrc, uint32_t ts, const int16_t *pcm, int n);

@@ -18,6 +18,7 @@
 #include "../src/tap.h"
 
 static int fails;
+static int16_t ring[PBX_TAP_RING];
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); fails++; } } while (0)
 
 /* Never 0 (0 is what the tap gives for silence); unique within 16384 positions, also across
@@ -82,7 +83,7 @@ static void verify(check_t *c, const int16_t *out, int n, uint32_t lo, uint32_t 
 static void test_clean_stream_is_delayed_60_ms(void)
 {
     pbx_tap_t t;
-    pbx_tap_reset(&t);
+    pbx_tap_init(&t, ring);
     int16_t pcm[160], out[160];
     uint32_t ts0 = 1000;
     long zeros_before = 0;
@@ -108,7 +109,7 @@ static void test_clean_stream_is_delayed_60_ms(void)
 static void test_before_the_first_packet_is_silence(void)
 {
     pbx_tap_t t;
-    pbx_tap_reset(&t);
+    pbx_tap_init(&t, ring);
     int16_t out[160];
     memset(out, 0x55, sizeof(out));
     pbx_tap_get(&t, out, 160);
@@ -124,7 +125,7 @@ static check_t run_order(const int *order, int n, uint32_t ts0, pbx_tap_t *t)
     int16_t pcm[160], out[160];
     check_t c;
     memset(&c, 0, sizeof(c));
-    pbx_tap_reset(t);
+    pbx_tap_init(t, ring);
     for (int k = 0; k < n + 10; k++) {
         if (k < n && order[k] >= 0) {
             uint32_t ts = ts0 + 160u * (uint32_t)order[k];
@@ -174,7 +175,7 @@ static void test_late_and_lost_packets_become_silence(void)
 static void drift(double ppm)
 {
     pbx_tap_t t;
-    pbx_tap_reset(&t);
+    pbx_tap_init(&t, ring);
     int16_t pcm[160], out[160];
     check_t c;
     memset(&c, 0, sizeof(c));
@@ -217,7 +218,7 @@ static void drift(double ppm)
 static void test_new_ssrc_and_pauses_re_anchor(void)
 {
     pbx_tap_t t;
-    pbx_tap_reset(&t);
+    pbx_tap_init(&t, ring);
     int16_t pcm[160], out[160];
     check_t c;
     memset(&c, 0, sizeof(c));
@@ -270,7 +271,7 @@ static void test_new_ssrc_and_pauses_re_anchor(void)
 static void test_nonsense_is_ignored(void)
 {
     pbx_tap_t t;
-    pbx_tap_reset(&t);
+    pbx_tap_init(&t, ring);
     int16_t pcm[480] = {0}, out[160];
     pbx_tap_put(&t, 1, 0, NULL, 160);
     pbx_tap_put(&t, 1, 0, pcm, 0);
