@@ -487,6 +487,14 @@ async def test_trunks_bans_and_ussd(seeded, make_client):
     r, text = await cl.post("/settings/trunks-status/ussd", {"trunk": "gsm1", "code": "*100#; reboot"},
                             allow_redirects=True)
     assert ("modem_ussd", "gsm1", "*100#; reboot") not in seeded.control.actions
+    r, text = await cl.post("/settings/trunks-status/sms", {"trunk": "gsm1", "number": "+48 600 100 200",
+                                                             "text": "Ваш заказ готов"}, allow_redirects=True)
+    assert ("send_sms", "gsm1", "+48600100200", "Ваш заказ готов") in seeded.control.actions
+    assert "SMS sent" in text
+    r, text = await cl.post("/settings/trunks-status/sms", {"trunk": "gsm1", "number": "call me", "text": "x"},
+                            allow_redirects=True)
+    assert "at most 1000 characters" in text
+    assert not any(a[0] == "send_sms" and a[2] == "call me" for a in seeded.control.actions)
     r, text = await cl.post("/settings/bans/lift", {"ip": "203.0.113.9"}, allow_redirects=True)
     assert "No banned addresses." in text
 

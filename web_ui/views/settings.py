@@ -514,6 +514,28 @@ async def trunks_status(request: web.Request) -> web.Response:
                '<input id="f-code" name="code" required maxlength="32" placeholder="*100#"></div>'
                '<button type="submit">{}</button></form>', csrf_field(request), t("field.trunk"), t("trunk.ussd_code"),
                t("trunk.ussd_send"))
+    minutes = [fmt('<tr><td>{}</td><td>{}</td></tr>', tr.get("name"),
+                   f'{tr.get("minutes_today")}' + (f' / {tr["minutes_per_day"]}' if tr.get("minutes_per_day") else ""))
+               for tr in trunks or [] if tr.get("minutes_today") is not None]
+    gsm_lines = [str(tr.get("name")) for tr in trunks or [] if tr.get("type") == "gsm"]
+    received = [fmt('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', m.get("trunk", ""), m.get("sender", ""),
+                    t.datetime(m["received_at"]) if isinstance(m.get("received_at"), (int, float)) else "",
+                    m.get("text", ""))
+                for tr in trunks or [] for m in (tr.get("sms_recent") or [])]
+    sms = Markup("")
+    if gsm_lines:
+        options = join(fmt('<option value="{}">{}</option>', n, n) for n in gsm_lines)
+        sms = fmt('<section class="card"><h2>{}</h2>'
+                  '<form method="post" action="/settings/trunks-status/sms" class="row">{}'
+                  '<div class="field"><label for="f-sms-trunk">{}</label><select id="f-sms-trunk" name="trunk">{}</select></div>'
+                  '<div class="field"><label for="f-sms-to">{}</label><input id="f-sms-to" name="number" required maxlength="20" placeholder="+48600100200"></div>'
+                  '<div class="field"><label for="f-sms-text">{}</label><input id="f-sms-text" name="text" required maxlength="1000"></div>'
+                  '<button type="submit">{}</button></form>{}{}</section>',
+                  t("trunk.sms_title"), csrf_field(request), t("field.trunk"), options, t("trunk.sms_to"),
+                  t("trunk.sms_text"), t("trunk.sms_send"),
+                  table([t("field.trunk"), t("trunk.sms_from"), t("trunk.sms_received"), t("trunk.sms_text")], received,
+                        empty=t("settings.none")),
+                  table([t("field.trunk"), t("trunk.minutes_today")], minutes, empty=t("settings.none")) if minutes else "")
     regs = [fmt('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', r.get("extension"), r.get("source") or r.get("contact"),
                 r.get("user_agent", ""), t("yes") if r.get("reachable", True) else t("no"))
             for r in regs_raw or []]
@@ -521,7 +543,7 @@ async def trunks_status(request: web.Request) -> web.Response:
                  fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("settings.trunk_status"), _unavailable(t, trunks),
                      table([t("field.name"), t("field.type"), t("trunk.health"), t("trunk.signal"), t("trunk.sim"),
                             t("trunk.registration"), t("trunk.faults"), ""], rows, empty=t("settings.none"))),
-                 ussd,
+                 ussd, sms,
                  fmt('<section class="card"><h2>{}</h2>{}{}</section>', t("settings.registrations"), _unavailable(t, regs_raw),
                      table([t("col.extension"), t("trunk.source"), t("trunk.user_agent"), t("trunk.reachable")], regs,
                            empty=t("settings.none")))])
@@ -538,6 +560,25 @@ async def trunk_test(request: web.Request) -> web.Response:
         c.session.flash.append(("ok", f"{name}: " + ", ".join(f"{k}={v}" for k, v in findings.items())))
     except ControlError as e:
         c.session.flash.append(("error", f"{name}: {e}"))
+    raise web.HTTPSeeOther("/settings/trunks-status")
+
+
+@routes.post("/settings/trunks-status/sms")
+@access(*ADMINS)
+async def trunk_sms(request: web.Request) -> web.Response:
+    c = ctx(request)
+    data = await request.post()
+    trunk = str(data.get("trunk", ""))[:32]
+    number = str(data.get("number", "")).strip().replace(" ", "")
+    text = str(data.get("text", "")).strip()
+    if not number or not number.lstrip("+").isdigit() or len(number) > 20 or not text or len(text) > 1000:
+        c.session.flash.append(("error", "trunk.sms_bad"))
+    else:
+        try:
+            await request.app[BOX].action("send_sms")(trunk, number, text)
+            c.session.flash.append(("ok", "trunk.sms_sent"))
+        except ControlError as e:
+            c.session.flash.append(("error", f"{trunk}: {e}"))
     raise web.HTTPSeeOther("/settings/trunks-status")
 
 
