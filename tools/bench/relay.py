@@ -11,9 +11,10 @@ CPU comes from /proc/<pid>/stat over the measurement window (after a warm-up).
     tools/bench/relay.py --json out.json              # longer runs + the largest N the engine
                                                       # sustains with < 0.1 % loss
 
-Next to them, two minimal C relays measure the floor of this machine: the same sockets and
-generator, nothing but recvmsg/sendto (c_floor) or recvmsg plus one io_uring_enter per
-wake-up for all sends (c_floor_batched, the engine's system-call pattern).
+Next to them, minimal C relays measure the floor of this machine: the same sockets and
+generator, nothing but recvmsg/sendto (c_floor), recvmsg plus one io_uring_enter per
+wake-up for all sends (c_floor_batched, the engine's system-call pattern), and io_uring for
+receiving too (c_floor_uring; c_floor_uring_1ms also waits for 16 packets or 1 ms).
 """
 from __future__ import annotations
 
@@ -253,10 +254,14 @@ int main(int argc, char **argv)
 
 FLOOR_C = r"""
 /* The floor: the least a relay with one UDP socket per leg can do on this machine. No
- * parsing, no latching, no header rewrite, no statistics. Two syscall patterns:
+ * parsing, no latching, no header rewrite, no statistics. System-call patterns:
  *   plain    epoll_wait, then per ready socket one recvmsg and one sendto (what most relays do)
  *   batched  epoll_wait, one recvmsg per ready socket, then every packet of the wake-up in
  *            one io_uring_enter (what the engine does)
+ *   uring    no epoll, no recvmsg: a multishot recvmsg per socket into a provided-buffer ring,
+ *            one io_uring_enter per wake-up both reaps the packets and sends them
+ *   uring1ms the same, but each wait is for 16 packets or 1 ms, whichever comes first
+ *            (fewer wake-ups, up to 1 ms more latency)
  * usage: floor MODE N GEN_A_PORT GEN_B_PORT; prints the ports as JSON; stops at stdin EOF. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -281,11 +286,13 @@ static unsigned *sq_tail, *sq_head, sq_mask, *cq_head, *cq_tail, cq_mask;
 static struct io_uring_sqe *sqes;
 static struct io_uring_cqe *cqes;
 
-static int ring_init(void)
+static int ring_init(unsigned flags)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
-    ufd = (int)syscall(__NR_io_uring_setup, MAXEV, &p);
+    p.flags = flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = 16384;
+    ufd = (int)syscall(__NR_io_uring_setup, 4096, &p);
     if (ufd < 0)
         return -1;
     size_t sl = p.sq_off.array + p.sq_entries * sizeof(unsigned), cl = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
@@ -303,11 +310,110 @@ static int ring_init(void)
     return 0;
 }
 
+/* ---- uring / uring1ms ---- */
+#define NBUF 4096
+#define BUFSZ 2048
+static unsigned sq_local;
+static uint8_t *bufs;
+static struct io_uring_buf_ring *bring;
+static unsigned bring_tail;
+static struct msghdr rmh;
+
+static struct io_uring_sqe *sqe(void)
+{
+    struct io_uring_sqe *s = &sqes[sq_local++ & sq_mask];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void buf_give(unsigned bid)
+{
+    struct io_uring_buf *b = &bring->bufs[bring_tail & (NBUF - 1)];
+    b->addr = (uint64_t)(uintptr_t)(bufs + (size_t)bid * BUFSZ);
+    b->len = BUFSZ;
+    b->bid = (uint16_t)bid;
+    bring_tail++;
+    __atomic_store_n(&bring->tail, (uint16_t)bring_tail, __ATOMIC_RELEASE);
+}
+
+static void arm(int *fd, int i)
+{
+    struct io_uring_sqe *s = sqe();
+    s->opcode = IORING_OP_RECVMSG;
+    s->fd = fd[i];
+    s->addr = (uint64_t)(uintptr_t)&rmh;
+    s->ioprio = IORING_RECV_MULTISHOT;
+    s->flags = IOSQE_BUFFER_SELECT;
+    s->user_data = (uint64_t)i;
+}
+
+static int run_uring(int *fd, int n, struct sockaddr_in *dst, int coalesce)
+{
+    bufs = aligned_alloc(4096, (size_t)NBUF * BUFSZ);
+    bring = mmap(0, NBUF * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)bring;
+    reg.ring_entries = NBUF;
+    if (!bufs || bring == MAP_FAILED || syscall(__NR_io_uring_register, ufd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0)
+        return -1;
+    for (unsigned b = 0; b < NBUF; b++)
+        buf_give(b);
+    rmh.msg_namelen = sizeof(struct sockaddr_in6);
+    static struct msghdr smh[NBUF];
+    static struct iovec siov[NBUF];
+    sq_local = *sq_tail;
+    for (int i = 0; i < 2 * n; i++)
+        arm(fd, i);
+    while (!stop) {
+        unsigned pending = sq_local - *sq_tail;
+        __atomic_store_n(sq_tail, sq_local, __ATOMIC_RELEASE);
+        struct __kernel_timespec ts = {0, coalesce ? 1000000 : 100000000};
+        struct io_uring_getevents_arg ga;
+        memset(&ga, 0, sizeof ga);
+        ga.ts = (uint64_t)(uintptr_t)&ts;
+        syscall(__NR_io_uring_enter, ufd, pending, coalesce ? 16 : 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                &ga, sizeof ga);
+        unsigned h = *cq_head, t = __atomic_load_n(cq_tail, __ATOMIC_ACQUIRE);
+        for (; h != t; h++) {
+            struct io_uring_cqe *c = &cqes[h & cq_mask];
+            if (c->user_data >> 32) {               /* a send finished: its buffer is free */
+                buf_give((unsigned)(c->user_data & 0xFFFF));
+                continue;
+            }
+            int i = (int)c->user_data, o = i ^ 1;
+            if (!(c->flags & IORING_CQE_F_MORE))
+                arm(fd, i);
+            if (c->res < 0 || !(c->flags & IORING_CQE_F_BUFFER))
+                continue;
+            unsigned bid = c->flags >> IORING_CQE_BUFFER_SHIFT;
+            struct io_uring_recvmsg_out *m = (void *)(bufs + (size_t)bid * BUFSZ);
+            siov[bid].iov_base = (uint8_t *)(m + 1) + rmh.msg_namelen + m->controllen;
+            siov[bid].iov_len = m->payloadlen;
+            memset(&smh[bid], 0, sizeof smh[bid]);
+            smh[bid].msg_name = &dst[o & 1];
+            smh[bid].msg_namelen = sizeof dst[0];
+            smh[bid].msg_iov = &siov[bid];
+            smh[bid].msg_iovlen = 1;
+            struct io_uring_sqe *s = sqe();
+            s->opcode = IORING_OP_SENDMSG;
+            s->fd = fd[o];
+            s->addr = (uint64_t)(uintptr_t)&smh[bid];
+            s->msg_flags = MSG_DONTWAIT;
+            s->user_data = (1ULL << 32) | bid;
+        }
+        __atomic_store_n(cq_head, h, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5) { fprintf(stderr, "usage: floor plain|batched N GEN_A GEN_B\n"); return 2; }
+    if (argc != 5) { fprintf(stderr, "usage: floor plain|batched|uring|uring1ms N GEN_A GEN_B\n"); return 2; }
     int batched = !strcmp(argv[1], "batched"), n = atoi(argv[2]);
-    if (batched && ring_init() < 0) { printf("{\"error\": \"io_uring unavailable\"}\n"); return 3; }
+    int uring = !strncmp(argv[1], "uring", 5), coalesce = !strcmp(argv[1], "uring1ms");
+    unsigned flags = uring ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN : 0;
+    if ((batched || uring) && ring_init(flags) < 0) { printf("{\"error\": \"io_uring unavailable\"}\n"); return 3; }
     struct sockaddr_in dst[2];
     for (int k = 0; k < 2; k++) {
         memset(&dst[k], 0, sizeof dst[k]);
@@ -327,7 +433,8 @@ int main(int argc, char **argv)
         socklen_t l = sizeof a;
         if (bind(fd[i], (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd[i], (struct sockaddr *)&a, &l) < 0) { perror("bind"); return 1; }
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev);
+        if (!uring)
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev);
         if (i % 2) printf("%d]", ntohs(a.sin_port));
         else printf("%s[%d, ", i ? ", " : "", ntohs(a.sin_port));
     }
@@ -335,6 +442,11 @@ int main(int argc, char **argv)
     fflush(stdout);
     pthread_t t;
     pthread_create(&t, NULL, stdin_main, NULL);
+    if (uring) {
+        if (run_uring(fd, n, dst, coalesce) < 0) { fprintf(stderr, "floor: provided buffers unavailable\n"); return 3; }
+        printf("{}\n");
+        return 0;
+    }
     static uint8_t buf[MAXEV][1600];
     static struct msghdr mh[MAXEV];
     static struct iovec io[MAXEV];
@@ -594,8 +706,8 @@ def build_generator(tmp: Path) -> Path:
     return exe
 
 
-FLOORS = {"c_floor": "plain", "c_floor_batched": "batched"}
-KINDS = ("engine", "engine_recording", "plain_python", "rtpengine", "c_floor", "c_floor_batched")
+FLOORS = {"c_floor": "plain", "c_floor_batched": "batched", "c_floor_uring": "uring", "c_floor_uring_1ms": "uring1ms"}
+KINDS = ("engine", "engine_recording", "plain_python", "rtpengine", *FLOORS)
 
 
 def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo: int) -> dict:
