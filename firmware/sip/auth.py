@@ -134,6 +134,7 @@ class DigestServer:
     max_tracked_nonces: int = 20000
     """Nonce counts remembered for replay protection (oldest forgotten first)."""
     _nc: OrderedDict[str, int] = field(default_factory=OrderedDict, repr=False)
+    _templates: dict[tuple, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         bad = [a for a in self.algorithms if canonical_algorithm(a) is None]
@@ -165,16 +166,23 @@ class DigestServer:
                          algorithms: Iterable[str] | None = None) -> list[str]:
         """WWW-Authenticate / Proxy-Authenticate values, one per algorithm, one shared nonce."""
         nonce = self.make_nonce(now)
-        out = []
-        for alg in self._algorithms(algorithms):
-            params = [("realm", self.realm), ("nonce", nonce)]
-            if self.qop:
-                params.append(("qop", "auth"))
-            params.append(("algorithm", alg))
-            if stale:
-                params.append(("stale", "true"))
-            out.append(format_auth("Digest", params, quote_qop=True))
-        return out
+        algs = self._algorithms(algorithms)
+        key = (algs, stale, self.qop, self.realm)
+        parts = self._templates.get(key)
+        if parts is None:
+            parts = []
+            for alg in algs:
+                params = [("realm", self.realm), ("nonce", "\0")]
+                if self.qop:
+                    params.append(("qop", "auth"))
+                params.append(("algorithm", alg))
+                if stale:
+                    params.append(("stale", "true"))
+                head, _, tail = format_auth("Digest", params, quote_qop=True).partition("\0")
+                parts.append((head, tail))
+            if len(self._templates) < 64:
+                self._templates[key] = parts
+        return [head + nonce + tail for head, tail in parts]
 
     def challenge(self, request: SipRequest, now: float, *, stale: bool = False, proxy: bool = False,
                   algorithms: Iterable[str] | None = None, to_tag: str | None = None) -> SipResponse:

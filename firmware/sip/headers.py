@@ -1,6 +1,7 @@
 """Header fields: the ordered container and the typed values of the headers the box uses."""
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -180,9 +181,11 @@ class Headers:
         key = normalize_name(name)[0]
         for i, (k, display, v) in enumerate(self._items):
             if k == key:
-                parts = split_commas(v)
-                parts[0] = value
-                self._items[i] = (k, display, ", ".join(parts))
+                if "," in v:
+                    parts = split_commas(v)
+                    parts[0] = value
+                    value = ", ".join(parts)
+                self._items[i] = (k, display, value)
                 self._cache.pop(key, None)
                 return
         raise KeyError(name)
@@ -351,9 +354,27 @@ Challenge = Credentials
 """A WWW-Authenticate or Proxy-Authenticate value has the same shape."""
 
 
+_TOK = f"[{_abnf.TOKEN_CHARS}]+"
+_AUTH_PARAM = f'({_TOK})[ \\t]*=[ \\t]*(?:"((?:[^"\\\\]|\\\\.)*)"|({_TOK}))'
+_AUTH_WELL_FORMED = re.compile(f"({_TOK})[ \\t]+(?:{_AUTH_PARAM})(?:[ \\t]*,[ \\t]*(?:{_AUTH_PARAM}))*[ \\t]*",
+                               re.DOTALL)
+_AUTH_PARAMS = re.compile(_AUTH_PARAM, re.DOTALL)
+
+
 def parse_auth(text: str, what: str) -> Credentials:
     """Parse ``scheme name=value, name="value"...``; raise :class:`SipParseError` when malformed."""
     text = text.strip()
+    whole = _AUTH_WELL_FORMED.fullmatch(text)
+    if whole is not None:
+        # the common, well-formed case in one regular expression; anything else takes the
+        # step-by-step path below, which says what is wrong
+        found: dict[str, str] = {}
+        for name, quoted, token in _AUTH_PARAMS.findall(text, whole.end(1)):
+            if token:
+                found[name.lower()] = token
+            else:
+                found[name.lower()] = _abnf.QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
+        return _fast_new(Credentials, {"scheme": whole.group(1), "params": found})  # type: ignore[return-value]
     m = _abnf.TOKEN.match(text)
     if m is None:
         raise _bad(f"Invalid {what} header")

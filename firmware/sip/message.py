@@ -425,7 +425,10 @@ def _start_line(line: str) -> tuple[bool, list[str]]:
         if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
             raise SipParseError(None, "Invalid status code")
         return True, [parts[0], code, parts[2] if len(parts) > 2 else ""]
-    first = line.split(" ", 1)[0]
+    parts = line.split(" ")
+    if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1] and parts[0] in KNOWN_METHODS:
+        return False, parts
+    first = parts[0]
     tail = line.rstrip(" \t").rsplit(" ", 1)[-1].upper()
     if not first or not _abnf.TOKEN.fullmatch(first) or not tail.startswith("SIP/"):
         raise SipParseError(None, "Not a SIP message")
@@ -460,32 +463,71 @@ def _build(start: str, items: list[tuple[str, str, str]], body: bytes) -> Messag
         raise SipParseError(400, "Invalid Request-URI: headers are not allowed", partial=headers)
     req = SipRequest(method, uri, headers, body)
     try:
-        _validate(req, _REQUIRED_REQUEST)
-        cseq = req.cseq
-        if cseq.method != method:
+        first, contact_lines = _validate(req, _REQUIRED_REQUEST)
+        cache = headers._cache
+        if cache["cseq"].method != method:
             if method not in KNOWN_METHODS:
                 raise SipParseError(501, "Not Implemented")
             raise SipParseError(400, "CSeq method does not match the request method")
-        _ = (req.max_forwards, req.contacts)
+        mf = first.get("max-forwards")
+        cache["max-forwards"] = None if mf is None else parse_int(mf, "Max-Forwards", 255)
+        if len(contact_lines) == 1 and contact_lines[0].strip() == "*":
+            cache["contact"] = []
+        else:
+            cache["contact"] = parse_addresses(contact_lines, "Contact")
     except SipParseError as e:
         e.partial = headers
         raise
     return req
 
 
-def _validate(msg: Message, required: tuple[str, ...]) -> None:
-    counts: dict[str, int] = {}
-    for key, _, _ in msg.headers._items:
-        if key in SINGLE_VALUED:
-            counts[key] = counts.get(key, 0) + 1
-    for key in ("call-id", "cseq", "from", "to", "max-forwards", "content-type"):
-        if counts.get(key, 0) > 1:
-            raise SipParseError(400, f"Multiple {_DISPLAY[key]} headers")
+def _validate(msg: Message, required: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Check the headers every message needs and parse them into the accessors' cache.
+
+    One pass over the header lines; errors in the order the accessors would raise them
+    (duplicates, then missing headers, then Via, CSeq, Call-ID, From, To). Returns the first
+    value of each single-valued header and the Contact lines, for the request checks."""
+    h = msg.headers
+    first: dict[str, str] = {}
+    dup: set[str] | None = None
+    via_lines: list[str] = []
+    contact_lines: list[str] = []
+    single = SINGLE_VALUED
+    for key, _, value in h._items:
+        if key == "via":
+            via_lines.append(value)
+        elif key in single:
+            if key in first:
+                if dup is None:
+                    dup = set()
+                dup.add(key)
+            else:
+                first[key] = value
+        elif key == "contact":
+            contact_lines.append(value)
+    if dup:
+        for key in ("call-id", "cseq", "from", "to", "max-forwards", "content-type"):
+            if key in dup:
+                raise SipParseError(400, f"Multiple {_DISPLAY[key]} headers")
     for key in required:
-        present = ("via" in msg.headers) if key == "via" else (key in counts)
-        if not present:
+        if not (via_lines if key == "via" else key in first):
             raise SipParseError(400, f"Missing {_DISPLAY[key]} header")
-    _ = (msg.vias, msg.cseq, msg.call_id, msg.from_addr, msg.to_addr)
+    cache = h._cache
+    if len(via_lines) == 1 and "," not in via_lines[0]:
+        cache["via"] = [Via.parse(via_lines[0].strip())]
+    else:
+        values: list[str] = []
+        for line in via_lines:
+            values.extend(split_commas(line))
+        cache["via"] = [Via.parse(v) for v in values]
+    cache["cseq"] = CSeq.parse(first["cseq"])
+    call_id = first["call-id"]
+    if not _abnf.CALL_ID.fullmatch(call_id):
+        raise SipParseError(400, "Invalid Call-ID header")
+    cache["call-id"] = call_id
+    cache["from"] = Address.parse(first["from"], "From")
+    cache["to"] = Address.parse(first["to"], "To")
+    return first, contact_lines
 
 
 def _content_length(items: list[tuple[str, str, str]], hint: int | None,
