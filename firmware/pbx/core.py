@@ -190,6 +190,35 @@ class Pbx:
         task.add_done_callback(done)
         return task
 
+    @property
+    def prov(self) -> Any:
+        """The provisioning model in force (firmware.config.Provisioning)."""
+        return self._prov
+
+    @prov.setter
+    def prov(self, prov: Any) -> None:
+        self._prov = prov
+        self._ext_index: dict[str, Any] = {e.number: e for e in reversed(prov.extensions)}
+        self._resolved: dict[str, Any] = {}
+
+    def extension(self, number: str) -> Any:
+        """The provisioned extension with this number, or None (an index, not a scan)."""
+        return self._ext_index.get(number)
+
+    def resolve(self, destination: str) -> Destination:
+        """``prov.resolve(destination)``, remembered until the configuration changes."""
+        hit = self._resolved.get(destination)
+        if hit is None:
+            try:
+                hit = self._prov.resolve(destination)
+            except ValueError as e:
+                hit = e
+            if len(self._resolved) < 4096:
+                self._resolved[destination] = hit
+        if isinstance(hit, ValueError):
+            raise ValueError(*hit.args)
+        return hit
+
     def _config_changed(self, change: Any) -> None:
         self.prov = self.config.current()
         self._ext_busy.clear()
@@ -242,7 +271,7 @@ class Pbx:
         now = self.clock()
         result = self.digest.verify(req, self._credentials, now)
         if result.ok and result.username is not None:
-            ext = self.prov.extension(result.username)
+            ext = self.extension(result.username)
             algs = ext.auth_algorithms if ext is not None and ext.auth_algorithms else None
             if algs and result.algorithm not in {ALGORITHM_NAMES[a] for a in algs}:
                 result = type(result)(False, "unsupported algorithm", result.username)
@@ -264,7 +293,7 @@ class Pbx:
             addr = req.to_addr if req.method == "REGISTER" else req.from_addr
             claimed = addr.uri.user if isinstance(addr.uri, SipUri) else None
         if claimed:
-            ext = self.prov.extension(claimed)
+            ext = self.extension(claimed)
             if ext is not None and ext.auth_algorithms:
                 algs = [ALGORITHM_NAMES[a] for a in ext.auth_algorithms]
         ua = (req.user_agent or "").lower()
@@ -323,7 +352,7 @@ class Pbx:
             return
         now = self.clock()
         self._respond(ev, 200, headers=[("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
-                                        for b in res.bindings] + [("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))])
+                                        for b in res.bindings] + [("Date", _http_date())])
         # Only this extension's bindings changed (expiries are the tick's): re-deriving the
         # trusted addresses from every binding on each REGISTER was O(phones).
         if {b.source_ip for b in before} != {b.source_ip for b in res.bindings}:
@@ -386,7 +415,7 @@ class Pbx:
         user = self._authenticate(ev)
         if user is None:
             return
-        ext = self.prov.extension(user)
+        ext = self.extension(user)
         if ext is None:
             self._respond(ev, 403)
             return
@@ -477,7 +506,7 @@ class Pbx:
             await self.features.run(call, dialed)
             return
         try:
-            dest = prov.resolve(dialed)
+            dest = self.resolve(dialed)
         except ValueError:
             if origin == "extension" and _looks_external(dialed):
                 dest = Destination("external", dialed)
@@ -513,7 +542,7 @@ class Pbx:
         kind, target = dest.kind, dest.target
         self.events.add(call.id, "route", result=str(dest))
         if kind == "extension":
-            ext = self.prov.extension(target)
+            ext = self.extension(target)
             if call.direction == "internal" and call.caller.extension:
                 self.calls.update_call(call.id, to_extension=target)
             else:
@@ -523,7 +552,7 @@ class Pbx:
                 return outcome
             if ext.no_answer and ext.no_answer != "hangup" and outcome in ("no_answer", "offline", "busy"):
                 try:
-                    nxt = self.prov.resolve(ext.no_answer)
+                    nxt = self.resolve(ext.no_answer)
                 except ValueError:
                     nxt = None
                 if nxt is not None:
@@ -546,7 +575,7 @@ class Pbx:
             chosen = cond.destination(time.time(), mode)
             self.events.add(call.id, "route", result=f"time condition {target}: "
                             f"{'open' if chosen == tc.open else 'closed'}")
-            return await self.goto(call, self.prov.resolve(chosen), depth=depth + 1)
+            return await self.goto(call, self.resolve(chosen), depth=depth + 1)
         if kind == "external":
             outcome = await self.carrier.dial_external(call, target)
             if outcome not in ("answered", "cancelled") and call.caller.state != "ended":
@@ -812,16 +841,15 @@ class Pbx:
         else:
             state = "routing"
         ringing_agent = next((l.extension for l in call.ringing_legs if l.extension), "")
+        old = self.live.calls.get(call.id)
+        since = old.state_since if old is not None and old.state == state else time.time()
         lc = LiveCall(id=call.id, started_at=call.started_at, state=state, direction=call.direction,
                       caller=call.caller.number, callee=peer.number if peer else "",
                       caller_name=call.caller.name, queue=call.queue,
                       agent=(peer.extension if peer is not None else ringing_agent), trunk=call.caller.trunk,
-                      state_since=time.time(), answered_at=call.answered_at, recording=call.recorder is not None)
-        old = self.live.calls.get(call.id)
-        if old is not None and old.state == lc.state:
-            from dataclasses import replace
-            lc = replace(lc, state_since=old.state_since)
-        self.live.put_call(lc)
+                      state_since=since, answered_at=call.answered_at, recording=call.recorder is not None)
+        if lc != old:
+            self.live.put_call(lc)
 
     # ------------------------------------------------------------------ agents / live board
     def _refresh_agents(self) -> None:
@@ -831,7 +859,7 @@ class Pbx:
             self.live.agents.pop(gone, None)
 
     def _refresh_agent(self, number: str) -> None:
-        ext = self.prov.extension(number)
+        ext = self.extension(number)
         if ext is None:
             return
         now = self.clock()
@@ -920,7 +948,7 @@ class Pbx:
             return call.record_policy
         for leg in (call.peer, call.caller):
             if leg is not None and leg.extension:
-                ext = self.prov.extension(leg.extension)
+                ext = self.extension(leg.extension)
                 if ext is not None and ext.record:
                     return ext.record
         return self.prov.system.recording.policy
@@ -972,7 +1000,7 @@ class Pbx:
 
     # ------------------------------------------------------------------ prompts
     def language_of(self, extension: str | None) -> str:
-        ext = self.prov.extension(extension) if extension else None
+        ext = self.extension(extension) if extension else None
         return (ext.language if ext is not None and ext.language else None) or self.prov.system.language
 
     async def prompt_path(self, prompt: str, language: str) -> str | None:
@@ -1042,7 +1070,7 @@ class Pbx:
     async def pickup(self, call: Call, target: str | None) -> bool:
         """Answer a call that rings a colleague (*8: my pickup group; **<ext>: that extension)."""
         picker = call.caller
-        me = self.prov.extension(picker.extension)
+        me = self.extension(picker.extension)
         group = me.pickup_group if me is not None else ""
         best: tuple[float, Call, Leg] | None = None
         for other in self.active_calls.values():
@@ -1054,7 +1082,7 @@ class Pbx:
                 if target is not None and leg.extension != target:
                     continue
                 if target is None and group:
-                    theirs = self.prov.extension(leg.extension)
+                    theirs = self.extension(leg.extension)
                     if theirs is None or theirs.pickup_group != group:
                         continue
                 if best is None or other.started_at < best[0]:
@@ -1106,14 +1134,14 @@ class Pbx:
         number = target.uri.user or ""
         if not number:
             return 400
-        if self.prov.extension(number) is None and leg.extension and not self._transfer_allowed(leg, number):
+        if self.extension(number) is None and leg.extension and not self._transfer_allowed(leg, number):
             return 403
         loop.call_soon(lambda: self.spawn(self._blind_transfer(call, leg, other, number), name=f"transfer {call.id}"))
         return 202
 
     def _transfer_allowed(self, leg: Leg, number: str) -> bool:
         try:
-            dest = self.prov.resolve(number)
+            dest = self.resolve(number)
         except ValueError:
             dest = Destination("external", number) if _looks_external(number) else None
         if dest is None:
@@ -1152,7 +1180,7 @@ class Pbx:
             except Exception:
                 ring = None
         try:
-            dest = self.prov.resolve(number)
+            dest = self.resolve(number)
         except ValueError:
             dest = Destination("external", number)
         await self.goto(call, dest)
@@ -1221,18 +1249,18 @@ class Pbx:
 
     async def originate(self, agent_extension: str, number: str, *, note: str = "") -> str:
         """Click-to-call: ring the agent's desk phone, then dial `number` with the agent's rights."""
-        ext = self.prov.extension(agent_extension)
+        ext = self.extension(agent_extension)
         if ext is None:
             raise ControlError(f"no extension {agent_extension}")
         number = number.strip().replace(" ", "").replace("-", "")
-        if not number or not _looks_external(number) and self.prov.extension(number) is None:
+        if not number or not _looks_external(number) and self.extension(number) is None:
             raise ControlError(f"{number!r} is not a number the box can dial")
         bindings = self.registrar.lookup(agent_extension, self.clock())
         if not bindings:
             raise ControlError(f"extension {agent_extension} has no registered phone")
         legs = [self.make_agent_leg(ext, b, role="caller") for b in bindings]
         call = self.new_outbound_call(legs[0], number=number)
-        if self.prov.extension(number) is not None:
+        if self.extension(number) is not None:
             call.direction = "internal"
             self.calls.update_call(call.id, direction="internal", to_extension=number)
         if note:
@@ -1257,7 +1285,7 @@ class Pbx:
             winner.role = "caller"
             self.events.add(call.id, "originate", agent=winner.extension, result="agent answered")
             winner.on_digit_hook = None
-            dest = self.prov.extension(number)
+            dest = self.extension(number)
             if dest is not None:
                 outcome = await self.goto(call, Destination("extension", number))
             else:
@@ -1335,28 +1363,60 @@ def behind_nat(req: SipRequest, source: Addr) -> bool:
     """Whether a phone sits behind NAT (then we answer and call it at its source address):
     its Via names another address than the one the request came from, or its Contact holds a
     private address that is not the source (the tests of common SIP proxies' NAT helpers)."""
-    import ipaddress
-
     via = req.top_via
-    host, _, port = via.sent_by.rpartition(":") if via.sent_by.count(":") == 1 or via.sent_by.endswith("]") \
-        else (via.sent_by, "", "")
-    host = host.strip("[]") or via.sent_by
-    try:
-        vport = int(port) if port else 5060
-    except ValueError:
-        vport = 5060
+    if ":" in via.host:
+        sent_by = via.sent_by
+        host, _, port = sent_by.rpartition(":") if sent_by.count(":") == 1 or sent_by.endswith("]") \
+            else (sent_by, "", "")
+        host = host.strip("[]") or sent_by
+        try:
+            vport = int(port) if port else 5060
+        except ValueError:
+            vport = 5060
+    else:
+        host, vport = via.host, via.port or 5060
     if host != source.host or vport != source.port:
         return True
     for a in req.contacts:
         uri = a.uri
         if isinstance(uri, SipUri):
-            try:
-                ip = ipaddress.ip_address(uri.host.strip("[]"))
-            except ValueError:
-                continue
-            if ip.is_private and not ip.is_loopback and str(ip) != source.host:
+            private = _private_ip(uri.host)
+            if private is not None and private != source.host:
                 return True
     return False
+
+
+_date_memo: list = [None, ""]
+
+
+def _http_date() -> str:
+    """The Date header value for now (RFC 3261 20.17), formatted once per second."""
+    now = int(time.time())
+    if _date_memo[0] != now:
+        _date_memo[0] = now
+        _date_memo[1] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+    return _date_memo[1]
+
+
+_private_memo: dict[str, str | None] = {}
+
+
+def _private_ip(host: str) -> str | None:
+    """The address of ``host`` when it is a private, non-loopback IP literal, else None."""
+    try:
+        return _private_memo[host]
+    except KeyError:
+        pass
+    import ipaddress
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+        found = str(ip) if ip.is_private and not ip.is_loopback else None
+    except ValueError:
+        found = None
+    if len(_private_memo) >= 4096:
+        _private_memo.clear()
+    _private_memo[host] = found
+    return found
 
 
 def _int_or_none(v: str | None) -> int | None:

@@ -6,7 +6,7 @@ stay reachable across a restart of the box.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Protocol
 
 
@@ -145,7 +145,7 @@ class Registrar:
             current[key] = b
             added.append(b)
             if self.store is not None:
-                self.store.save_registration(asdict(b) | {"key": b.key})
+                self.store.save_registration(_row(b))
         # keep the newest bindings when a phone keeps re-registering with new contacts
         if len(current) > self.max_contacts:
             for b in sorted(current.values(), key=lambda x: x.registered_at)[:len(current) - self.max_contacts]:
@@ -155,7 +155,13 @@ class Registrar:
         return RegisterResult(200, "OK", tuple(self.lookup(aor, now)), added=tuple(added), removed=tuple(removed))
 
     def lookup(self, aor: str, now: float) -> list[Binding]:
-        return sorted((b for b in self._by_aor.get(aor, {}).values() if b.expires_at > now),
+        bindings = self._by_aor.get(aor)
+        if not bindings:
+            return []
+        if len(bindings) == 1:
+            b = next(iter(bindings.values()))
+            return [b] if b.expires_at > now else []
+        return sorted((b for b in bindings.values() if b.expires_at > now),
                       key=lambda b: (-b.q, -b.registered_at))
 
     def all(self, now: float) -> list[Binding]:
@@ -187,6 +193,16 @@ class Registrar:
     def _forget(self, b: Binding) -> None:
         if self.store is not None:
             self.store.delete_registration(b.aor, b.key)
+
+
+_FIELDS = tuple(Binding.__dataclass_fields__)
+
+
+def _row(b: Binding) -> dict:
+    """What the store keeps of a binding (``dataclasses.asdict`` deep-copies: 10 times slower)."""
+    row = {name: getattr(b, name) for name in _FIELDS}
+    row["key"] = b.key
+    return row
 
 
 def _contact_hostport(uri: str) -> tuple[str, int]:

@@ -68,6 +68,8 @@ class SecurityPolicy:
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _nets: list = field(default_factory=list)
     _trusted: dict[str, int] = field(default_factory=dict)
+    _exempt_memo: dict[str, bool] = field(default_factory=dict)
+    _scanner_memo: dict[str, bool] = field(default_factory=dict)
     dropped_rate: int = 0
     dropped_scanner: int = 0
     dropped_banned: int = 0
@@ -83,11 +85,19 @@ class SecurityPolicy:
                     self.store.delete_ban(ip)
 
     def is_exempt(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in n for n in self._nets)
+        memo = self._exempt_memo
+        hit = memo.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                hit = False
+            else:
+                hit = any(addr in n for n in self._nets)
+            if len(memo) >= 4096:  # a spoofed flood of sources: bounded memory
+                memo.clear()
+            memo[ip] = hit
+        return hit
 
     # -- before parsing ------------------------------------------------------------------
     def accept_source(self, ip: str, now: float) -> bool:
@@ -126,8 +136,14 @@ class SecurityPolicy:
     def is_scanner(self, user_agent: str | None) -> bool:
         if not user_agent:
             return False
-        ua = user_agent.lower()
-        hit = any(s in ua for s in self.scanner_agents)
+        memo = self._scanner_memo
+        hit = memo.get(user_agent)
+        if hit is None:
+            ua = user_agent.lower()
+            hit = any(s in ua for s in self.scanner_agents)
+            if len(memo) >= 1024:
+                memo.clear()
+            memo[user_agent] = hit
         if hit:
             self.dropped_scanner += 1
         return hit
