@@ -391,6 +391,8 @@ static void *engine_main(void *arg)
                 uint64_t exp = 0;
                 if (read(e->timerfd, &exp, sizeof(exp)) != sizeof(exp))
                     continue;
+                /* what this wake-up relayed so far leaves before the tick's work */
+                pbx__tx_flush(e);
                 /* Catch up a little after a stall; beyond that the ticks are lost. */
                 uint64_t run = exp > 3 ? 3 : exp;
                 e->stats.ticks_missed += exp - run;
