@@ -499,7 +499,6 @@ static void engine_free(engine_t *e)
     free(e->arec);
     free(e->evq);
     free(e->port_used);
-    free(e->wr_buf);
     free(e->tx_buf);
     pthread_mutex_destroy(&e->cmd_mu);
     pthread_cond_destroy(&e->cmd_cv);

@@ -321,8 +321,6 @@ struct pbx_engine {
     int wr_started;
     int wr_quit;
     recorder_t *wr_list;
-    uint8_t *wr_buf;
-    size_t wr_buf_cap;
 
     pbx_engine_stats_t stats;
     int64_t now_us;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +22,6 @@
 #include "engine_int.h"
 
 #define WRITE_CHUNK (32 * 1024)
-#define WR_BUF (256 * 1024)
 
 void pbx_recorder_params_default(pbx_recorder_params_t *p)
 {
@@ -50,6 +50,33 @@ static int write_all(int fd, const uint8_t *b, size_t n, size_t *done)
         b += w;
         n -= (size_t)w;
         *done += (size_t)w;
+    }
+    return 0;
+}
+
+/* writev until everything went out (the iovecs are consumed); *done = bytes written. */
+static int writev_all(int fd, struct iovec *iov, int n, size_t *done)
+{
+    *done = 0;
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        *done += (size_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }
@@ -158,16 +185,17 @@ static void *writer_main(void *arg)
             int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
             int err = 0;
             while (!err && r->fill > 0 && (r->fill >= r->chunk || sync_due || r->stopping)) {
-                size_t n = r->fill < e->wr_buf_cap ? r->fill : e->wr_buf_cap;
+                /* Straight from the ring: the engine only appends past head, and what is
+                   being written stays counted in fill until the write is done. */
+                size_t n = r->fill;
                 size_t tail = (r->head + r->cap - r->fill) % r->cap;
                 size_t first = r->cap - tail < n ? r->cap - tail : n;
-                memcpy(e->wr_buf, r->ring + tail, first);
-                memcpy(e->wr_buf + first, r->ring, n - first);
-                r->fill -= n;
+                struct iovec iov[2] = {{r->ring + tail, first}, {r->ring, n - first}};
                 pthread_mutex_unlock(&e->wr_mu);
                 size_t done;
-                err = write_all(r->fd, e->wr_buf, n, &done);
+                err = writev_all(r->fd, iov, n - first ? 2 : 1, &done);
                 pthread_mutex_lock(&e->wr_mu);
+                r->fill -= done;
                 r->data_bytes += done;
             }
             if (!err && (sync_due || r->stopping)) {
@@ -402,12 +430,6 @@ static int cmd_create(engine_t *e, void *arg)
     if (!r->sch && !r->sbr)
         return PBX_ENOTFOUND;
     if (!e->wr_started) {
-        if (!e->wr_buf) {
-            e->wr_buf = malloc(WR_BUF);
-            if (!e->wr_buf)
-                return PBX_ENOMEM;
-            e->wr_buf_cap = WR_BUF;
-        }
         if (pthread_create(&e->wr_thread, NULL, writer_main, e) != 0)
             return PBX_EIO;
         e->wr_started = 1;
