@@ -123,7 +123,7 @@ class Office:
         for tr in re.findall(r"<tr>(.*?)</tr>", html, re.DOTALL):
             cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.DOTALL)]
             if cells:
-                rows[cells[0]] = cells
+                rows.setdefault(cells[0], cells)   # the status table comes first; later tables (minutes) repeat names
         return rows
 
     def close(self) -> None:
