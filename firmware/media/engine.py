@@ -1,9 +1,14 @@
 """Safe Python objects over the C media engine.
 
 The engine runs its own thread (epoll + a 20 ms clock); these objects only send it
-control calls, each a short, thread-safe round trip. Handles are freed deterministically
-by ``close()`` / ``with`` blocks, and by the garbage collector as a backstop. Errors are
-:mod:`firmware.media.errors` exceptions; no C pointer ever leaves this module.
+control calls through one ordered queue. Calls whose result nobody waits for (creating
+channels, bridges and recorders, configure, bridge add/remove, close/stop) are posted:
+their arguments are checked here, synchronously, and the call returns without waiting for
+the engine thread; a later failure there is logged (a recorder's becomes RecorderError).
+Queries (stats, relaying, ...) are round trips and see every call made before them.
+Handles are freed deterministically by ``close()`` / ``with`` blocks, and by the garbage
+collector as a backstop. Errors are :mod:`firmware.media.errors` exceptions; no C pointer
+ever leaves this module.
 
 Typical use from the B2BUA::
 
@@ -17,6 +22,7 @@ Typical use from the B2BUA::
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -25,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from firmware._pbxcore import ffi, lib
 
-from .errors import InvalidArgument, InvalidState, MediaError, error_for
+from .errors import Busy, InvalidArgument, InvalidState, MediaError, NotFound, TableFull, error_for
 from .events import (ChannelError, DleEvent, DtmfReceived, MediaEvent, PlayerDone, RecorderError,
                      RecorderStopped, RtpResumed, RtpSourceLatched, RtpTimeout)
 from .jitter import JbStats
@@ -46,6 +52,16 @@ MEMBER_MODES = {"full": lib.PBX_MEMBER_FULL, "listen": lib.PBX_MEMBER_LISTEN,
 _PLAYER_END = {lib.PBX_PLAYER_FINISHED: "finished", lib.PBX_PLAYER_STOPPED: "stopped",
                lib.PBX_PLAYER_TARGET_GONE: "target_gone"}
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_OPS = {lib.PBX_OP_CHANNEL_CREATE: "rtp_channel", lib.PBX_OP_CHANNEL_CONFIGURE: "configure",
+        lib.PBX_OP_CHANNEL_DESTROY: "channel.close", lib.PBX_OP_BRIDGE_CREATE: "bridge",
+        lib.PBX_OP_BRIDGE_ADD: "bridge.add", lib.PBX_OP_BRIDGE_REMOVE: "bridge.remove",
+        lib.PBX_OP_BRIDGE_DESTROY: "bridge.close", lib.PBX_OP_PLAYER_STOP: "player.stop",
+        lib.PBX_OP_SOUND_RELEASE: "sound.close", lib.PBX_OP_RECORDER_CREATE: "record",
+        lib.PBX_OP_RECORDER_STOP: "recorder.stop"}
+_ID_CHANNEL, _ID_BRIDGE = 1, 2
+_MAX_MEMBERS = 64
+
+log = logging.getLogger("firmware.media")
 
 
 def _check(rc: int, what: str) -> int:
@@ -118,6 +134,9 @@ class _Core:
         self.lock = threading.RLock()
         self.closed = False
         self.recorder_paths: dict[int, str] = {}
+        # Bridge membership as posted (checked here: bridge.add answers without a round trip).
+        self.bridge_of: dict[int, int] = {}
+        self.members: dict[int, set[int]] = {}
         self.fd = lib.pbx_engine_fd(self.ptr)
 
     def call(self, fn: Callable[..., int], *args: Any, what: str = "engine") -> int:
@@ -133,6 +152,17 @@ class _Core:
                 return 0
             return fn(self.ptr, *args)
 
+    def forget(self, obj_id: int) -> None:
+        """A channel or bridge is being closed: drop its membership (under the lock)."""
+        kind = obj_id >> 28
+        if kind == _ID_CHANNEL:
+            b = self.bridge_of.pop(obj_id, None)
+            if b is not None:
+                self.members.get(b, set()).discard(obj_id)
+        elif kind == _ID_BRIDGE:
+            for ch in self.members.pop(obj_id, ()):
+                self.bridge_of.pop(ch, None)
+
     def destroy(self) -> None:
         with self.lock:
             if self.closed:
@@ -143,7 +173,9 @@ class _Core:
 
 
 def _release(core: _Core, fn_name: str, obj_id: int) -> None:
-    core.call_quiet(getattr(lib, fn_name), obj_id)
+    with core.lock:
+        core.forget(obj_id)
+        core.call_quiet(getattr(lib, fn_name), obj_id)
 
 
 class _Handle:
@@ -198,7 +230,7 @@ class _Handle:
 class Channel(_Handle):
     """Common part of RTP and PCM channels."""
 
-    _destroy_fn = "pbx_channel_destroy"
+    _destroy_fn = "pbx_channel_destroy_nowait"
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Send one digit: RFC 4733 when the channel has a telephone-event type, else in-band tones.
@@ -270,6 +302,10 @@ class RtpChannel(Channel):
             raise InvalidArgument(f"configure: telephone_event_pt {telephone_event_pt} outside 96..127")
         if not 0 <= inactivity_timeout_s <= 3600:
             raise InvalidArgument(f"configure: inactivity_timeout_s {inactivity_timeout_s} outside 0..3600")
+        v6 = ":" in self.local_ip
+        for ip in (remote[0] if remote is not None else None, signalling_ip):
+            if ip is not None and (":" in str(ip)) != v6:
+                raise InvalidArgument(f"configure: {ip} is not of the channel's address family ({self.local_ip})")
         c = ffi.new("pbx_rtp_config_t *")
         lib.pbx_rtp_config_default(c)
         keep = []
@@ -288,7 +324,7 @@ class RtpChannel(Channel):
         c.direction = DIRECTIONS[direction]
         c.inactivity_timeout_ms = int(round(inactivity_timeout_s * 1000))
         c.inband_dtmf = -1 if inband_dtmf is None else (1 if inband_dtmf else 0)
-        self._call(lib.pbx_rtp_channel_configure, self.id, c, what="configure")
+        self._call(lib.pbx_rtp_channel_configure_nowait, self.id, c, what="configure")
 
 
 class PcmChannel(Channel):
@@ -305,7 +341,7 @@ class PcmChannel(Channel):
 class Bridge(_Handle):
     """Connects 2..64 channels: relays two same-PT RTP legs, otherwise mixes."""
 
-    _destroy_fn = "pbx_bridge_destroy"
+    _destroy_fn = "pbx_bridge_destroy_nowait"
 
     def add(self, channel: Channel, mode: str = "full", whisper_to: Channel | None = None) -> None:
         """Add a member. mode: "full"; "listen" (hears all, heard by none); "whisper"
@@ -315,12 +351,32 @@ class Bridge(_Handle):
         if (mode == "whisper") != (whisper_to is not None):
             raise InvalidArgument("bridge.add: whisper_to is required for mode 'whisper' and only then")
         self._engine._own(channel)
-        target = whisper_to.id if whisper_to is not None else 0
-        self._call(lib.pbx_bridge_add, self.id, channel.id, MEMBER_MODES[mode], target, what="bridge.add")
+        core = self._core
+        with core.lock:
+            if not channel._alive:
+                raise NotFound(f"bridge.add: {channel!r} is closed")
+            if channel.id in core.bridge_of:
+                raise Busy(f"bridge.add: {channel!r} is already in a bridge")
+            members = core.members.setdefault(self.id, set())
+            if whisper_to is not None and whisper_to.id not in members:
+                raise InvalidArgument("bridge.add: whisper_to must be a member of this bridge")
+            if len(members) >= _MAX_MEMBERS:
+                raise TableFull(f"bridge.add: a bridge has at most {_MAX_MEMBERS} members")
+            target = whisper_to.id if whisper_to is not None else 0
+            self._call(lib.pbx_bridge_add_nowait, self.id, channel.id, MEMBER_MODES[mode], target,
+                       what="bridge.add")
+            members.add(channel.id)
+            core.bridge_of[channel.id] = self.id
 
     def remove(self, channel: Channel) -> None:
         """Take a member out (it keeps its port and configuration)."""
-        self._call(lib.pbx_bridge_remove, self.id, channel.id, what="bridge.remove")
+        core = self._core
+        with core.lock:
+            if core.bridge_of.get(channel.id) != self.id:
+                raise (NotFound if not channel._alive else InvalidArgument)(
+                    f"bridge.remove: {channel!r} is not a member of {self!r}")
+            self._call(lib.pbx_bridge_remove_nowait, self.id, channel.id, what="bridge.remove")
+            core.forget(channel.id)
 
     @property
     def relaying(self) -> bool:
@@ -331,7 +387,7 @@ class Bridge(_Handle):
 class Sound(_Handle):
     """Audio loaded once into the engine and shared by any number of players."""
 
-    _destroy_fn = "pbx_sound_release"
+    _destroy_fn = "pbx_sound_release_nowait"
 
     def __init__(self, engine: "Engine", obj_id: int, seconds: float) -> None:
         super().__init__(engine, obj_id)
@@ -341,7 +397,7 @@ class Sound(_Handle):
 class Player(_Handle):
     """Audio (or a tone) being played into a channel or bridge; PlayerDone at its end."""
 
-    _destroy_fn = "pbx_player_stop"
+    _destroy_fn = "pbx_player_stop_nowait"
     _release_on_gc = False
 
     def stop(self) -> None:
@@ -352,7 +408,7 @@ class Player(_Handle):
 class Recorder(_Handle):
     """A WAV recording of a bridge or channel; RecorderStopped once the file is final."""
 
-    _destroy_fn = "pbx_recorder_stop"
+    _destroy_fn = "pbx_recorder_stop_nowait"
     _release_on_gc = False
 
     def __init__(self, engine: "Engine", obj_id: int, path: str) -> None:
@@ -466,6 +522,12 @@ class Engine:
             return DleEvent(ev.id, chr(ev.code))
         if t == lib.PBX_EV_CHANNEL_ERROR:
             return ChannelError(ev.id, ev.code, os.strerror(ev.code) if ev.code else "end of file")
+        if t == lib.PBX_EV_COMMAND_FAILED:
+            err = error_for(ev.code, _OPS.get(ev.value, "engine"))
+            if ev.value == lib.PBX_OP_RECORDER_CREATE:
+                path = self._core.recorder_paths.pop(ev.id, "")
+                return RecorderError(ev.id, str(err), 0, path, 0.0)
+            log.warning("media engine: %s (object %#x)", err, ev.id)
         return None
 
     def attach(self, loop: Any, callback: Callable[[MediaEvent], None]) -> None:
@@ -500,7 +562,7 @@ class Engine:
         cid = ffi.new("uint32_t *")
         port = ffi.new("int *")
         ip = ffi.new("char[]", local_ip.encode()) if local_ip else ffi.NULL
-        self._core.call(lib.pbx_rtp_channel_create, ip, cid, port, what="rtp_channel")
+        self._core.call(lib.pbx_rtp_channel_create_nowait, ip, cid, port, what="rtp_channel")
         return RtpChannel(self, cid[0], local_ip or self.bind_ip, port[0])
 
     def pcm_channel(self, fd: int, sample_format: str = "s16le", dle: bool = False,
@@ -527,7 +589,7 @@ class Engine:
     def bridge(self, channels: Iterable[Channel] = (), modes: Sequence[str] | None = None) -> Bridge:
         """A bridge with these channels as full members (more can be added later)."""
         bid = ffi.new("uint32_t *")
-        self._core.call(lib.pbx_bridge_create, bid, what="bridge")
+        self._core.call(lib.pbx_bridge_create_nowait, bid, what="bridge")
         br = Bridge(self, bid[0])
         try:
             for i, ch in enumerate(channels):
@@ -595,8 +657,12 @@ class Engine:
         prompts played into the bridge) on the right. stereo with a channel: what it says
         on the left, what it is sent on the right. stereo=False: one mixed channel.
         The header is rewritten and the file synced every ``sync_interval_s`` (<= 1 s).
+        The writer thread creates the file: NotFound here when its folder does not exist,
+        any other failure to create it arrives as RecorderError.
         """
         self._own(source)
+        if not source._alive:
+            raise NotFound(f"record: {source!r} is closed")
         p = ffi.new("pbx_recorder_params_t *")
         lib.pbx_recorder_params_default(p)
         cpath = ffi.new("char[]", os.fsencode(os.fspath(path)))
@@ -610,8 +676,11 @@ class Engine:
         p.n_left = len(left)
         p.sync_interval_ms = int(round(sync_interval_s * 1000))
         p.buffer_ms = int(round(buffer_s * 1000))
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path)) or "."):
+            raise NotFound(f"record: no folder for {os.fspath(path)!r}")
         rid = ffi.new("uint32_t *")
-        self._core.call(lib.pbx_recorder_create, source.id, p, rid, what="record")
-        self._core.recorder_paths[rid[0]] = os.fspath(path)
+        with self._core.lock:
+            self._core.call(lib.pbx_recorder_create_nowait, source.id, p, rid, what="record")
+            self._core.recorder_paths[rid[0]] = os.fspath(path)
         return Recorder(self, rid[0], os.fspath(path))
 

@@ -167,7 +167,15 @@ enum pbx_event_type {
     PBX_EV_RECORDER_STOPPED = 6,/**< id = recorder; samples written */
     PBX_EV_DLE = 7,             /**< id = channel; code = the byte after DLE */
     PBX_EV_CHANNEL_ERROR = 8,   /**< id = channel; code = errno (0 = end of file) */
-    PBX_EV_RTP_RESUMED = 9      /**< id = channel; RTP flows again after a timeout */
+    PBX_EV_RTP_RESUMED = 9,     /**< id = channel; RTP flows again after a timeout */
+    PBX_EV_COMMAND_FAILED = 10  /**< a *_nowait call failed in the engine thread: id = its object,
+                                     code = pbx_status, value = pbx_cmd_op */
+};
+/** Which *_nowait call a PBX_EV_COMMAND_FAILED reports. */
+enum pbx_cmd_op {
+    PBX_OP_CHANNEL_CREATE = 1, PBX_OP_CHANNEL_CONFIGURE = 2, PBX_OP_CHANNEL_DESTROY = 3,
+    PBX_OP_BRIDGE_CREATE = 4, PBX_OP_BRIDGE_ADD = 5, PBX_OP_BRIDGE_REMOVE = 6, PBX_OP_BRIDGE_DESTROY = 7,
+    PBX_OP_PLAYER_STOP = 8, PBX_OP_SOUND_RELEASE = 9, PBX_OP_RECORDER_CREATE = 10, PBX_OP_RECORDER_STOP = 11
 };
 enum pbx_dtmf_source { PBX_DTMF_RFC4733 = 0, PBX_DTMF_INBAND = 1 };
 enum pbx_player_end { PBX_PLAYER_FINISHED = 0, PBX_PLAYER_STOPPED = 1, PBX_PLAYER_TARGET_GONE = 2 };
@@ -198,10 +206,20 @@ typedef struct {
 } pbx_engine_stats_t;
 int pbx_engine_get_stats(pbx_engine_t *e, pbx_engine_stats_t *st);
 
+/*
+ * Posted calls (*_nowait): the arguments are checked in the calling thread, the work is
+ * queued behind every earlier call of any kind (synchronous calls queued later run after
+ * it) and the call returns without waiting for the engine thread. A failure found there
+ * is reported as PBX_EV_COMMAND_FAILED; a release or stop of an object already gone is
+ * not reported. Ids of posted creations are valid at once.
+ */
+
 /* ---- channels ---- */
 enum pbx_direction { PBX_DIR_SENDRECV = 0, PBX_DIR_SENDONLY = 1, PBX_DIR_RECVONLY = 2, PBX_DIR_INACTIVE = 3 };
 /** Create an RTP channel on local_ip (NULL = the engine's bind_ip); binds an even port. */
 int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port);
+/** Same, posted: the ports are bound in the calling thread, the engine adopts the channel later. */
+int pbx_rtp_channel_create_nowait(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port);
 /** The negotiated media of an RTP channel (from SDP); may be changed at any time (re-INVITE). */
 typedef struct {
     const char *remote_ip;  /**< address from the SDP (NULL = not known yet) */
@@ -215,6 +233,7 @@ typedef struct {
 } pbx_rtp_config_t;
 void pbx_rtp_config_default(pbx_rtp_config_t *c);
 int pbx_rtp_channel_configure(pbx_engine_t *e, uint32_t id, const pbx_rtp_config_t *c);
+int pbx_rtp_channel_configure_nowait(pbx_engine_t *e, uint32_t id, const pbx_rtp_config_t *c);
 
 enum pbx_pcm_format { PBX_PCM_S16LE = 0, PBX_PCM_ULAW = 1, PBX_PCM_ALAW = 2, PBX_PCM_U8 = 3 };
 /**
@@ -226,6 +245,7 @@ int pbx_pcm_channel_create(pbx_engine_t *e, int fd, int format, int dle, int inb
 int pbx_pcm_channel_send_dle(pbx_engine_t *e, uint32_t id, uint8_t code);
 /** Close a channel (RTP or PCM): leaves its bridge, ends its players and recorders. */
 int pbx_channel_destroy(pbx_engine_t *e, uint32_t id);
+int pbx_channel_destroy_nowait(pbx_engine_t *e, uint32_t id);
 /**
  * Send one DTMF digit: RFC 4733 on RTP channels with a telephone-event type, otherwise
  * an in-band tone pair. duration_ms 40..5000.
@@ -266,6 +286,10 @@ int pbx_bridge_create(pbx_engine_t *e, uint32_t *id);
 int pbx_bridge_add(pbx_engine_t *e, uint32_t bridge, uint32_t channel, int mode, uint32_t whisper_to);
 int pbx_bridge_remove(pbx_engine_t *e, uint32_t bridge, uint32_t channel);
 int pbx_bridge_destroy(pbx_engine_t *e, uint32_t bridge);
+int pbx_bridge_create_nowait(pbx_engine_t *e, uint32_t *id);
+int pbx_bridge_add_nowait(pbx_engine_t *e, uint32_t bridge, uint32_t channel, int mode, uint32_t whisper_to);
+int pbx_bridge_remove_nowait(pbx_engine_t *e, uint32_t bridge, uint32_t channel);
+int pbx_bridge_destroy_nowait(pbx_engine_t *e, uint32_t bridge);
 /** 1 if the bridge currently relays packets without decoding, 0 if it mixes. */
 int pbx_bridge_is_relaying(pbx_engine_t *e, uint32_t bridge);
 
@@ -274,6 +298,7 @@ int pbx_bridge_is_relaying(pbx_engine_t *e, uint32_t bridge);
 int pbx_sound_create(pbx_engine_t *e, const int16_t *pcm, size_t nsamples, uint32_t *id);
 /** Drop the caller's reference; freed when no player uses it. */
 int pbx_sound_release(pbx_engine_t *e, uint32_t id);
+int pbx_sound_release_nowait(pbx_engine_t *e, uint32_t id);
 /** Play a sound into a channel or a bridge (target id), once or looped. */
 int pbx_player_create(pbx_engine_t *e, uint32_t target, uint32_t sound, int loop, int gain_db, uint32_t *id);
 /** A dual-tone cadence: f2 = 0 for one tone; cadence on/off ms pairs, n_cadence = 0: steady. */
@@ -286,6 +311,7 @@ typedef struct {
 } pbx_tone_t;
 int pbx_tone_player_create(pbx_engine_t *e, uint32_t target, const pbx_tone_t *tone, uint32_t *id);
 int pbx_player_stop(pbx_engine_t *e, uint32_t id);
+int pbx_player_stop_nowait(pbx_engine_t *e, uint32_t id);
 
 /* ---- recorders ---- */
 typedef struct {
@@ -301,6 +327,13 @@ void pbx_recorder_params_default(pbx_recorder_params_t *p);
 int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id);
 /** Stop; the writer finalises the file and then posts PBX_EV_RECORDER_STOPPED. */
 int pbx_recorder_stop(pbx_engine_t *e, uint32_t id);
+/**
+ * Same as pbx_recorder_create, posted: the writer thread creates the file. A file that
+ * cannot be created ends the recording with PBX_EV_RECORDER_ERROR (code = errno); a
+ * source that is gone by then gives PBX_EV_COMMAND_FAILED.
+ */
+int pbx_recorder_create_nowait(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id);
+int pbx_recorder_stop_nowait(pbx_engine_t *e, uint32_t id);
 /* ---- jitter buffer ---- */
 /*
  * Adaptive jitter buffer with packet loss concealment for 8 kHz 16-bit mono audio

@@ -147,19 +147,26 @@ typedef struct {
     int mode;
 } member_arg_t;
 
+/* arg: the id, 0 = allocate one here (synchronous) or reserved by a posted create */
 static int cmd_create(engine_t *e, void *arg)
 {
+    uint32_t *idp = arg;
     bridge_t *br = calloc(1, sizeof(*br));
-    if (!br)
+    if (!br) {
+        if (*idp)
+            pbx__table_unreserve(&e->bridges, *idp);
         return PBX_ENOMEM;
-    uint32_t id = pbx__table_add(&e->bridges, OBJ_BRIDGE, br);
-    if (!id) {
+    }
+    uint32_t id = *idp;
+    if (id)
+        pbx__table_set(&e->bridges, id, br);
+    else if (!(id = pbx__table_add(&e->bridges, OBJ_BRIDGE, br))) {
         free(br);
         return PBX_EFULL;
     }
     br->id = id;
     pbx__active_add((void ***)&e->abr, &e->n_abr, br, &br->active_idx);
-    *(uint32_t *)arg = id;
+    *idp = id;
     return PBX_OK;
 }
 
@@ -167,7 +174,24 @@ int pbx_bridge_create(pbx_engine_t *e, uint32_t *id)
 {
     if (!id)
         return PBX_EINVAL;
+    *id = 0;
     return pbx__run_cmd(e, cmd_create, id);
+}
+
+int pbx_bridge_create_nowait(pbx_engine_t *e, uint32_t *id)
+{
+    if (!e || !id)
+        return PBX_EINVAL;
+    uint32_t r = pbx__table_reserve(&e->bridges, OBJ_BRIDGE);
+    if (!r)
+        return PBX_EFULL;
+    int rc = pbx__post_cmd(e, cmd_create, &r, sizeof(r), r, PBX_OP_BRIDGE_CREATE, 0);
+    if (rc != PBX_OK) {
+        pbx__table_unreserve(&e->bridges, r);
+        return rc;
+    }
+    *id = r;
+    return PBX_OK;
 }
 
 static int cmd_add(engine_t *e, void *arg)
@@ -203,6 +227,16 @@ int pbx_bridge_add(pbx_engine_t *e, uint32_t bridge, uint32_t channel, int mode,
     return pbx__run_cmd(e, cmd_add, &a);
 }
 
+int pbx_bridge_add_nowait(pbx_engine_t *e, uint32_t bridge, uint32_t channel, int mode, uint32_t whisper_to)
+{
+    if (mode < PBX_MEMBER_FULL || mode > PBX_MEMBER_WHISPER)
+        return PBX_EINVAL;
+    if (ID_TYPE(bridge) != OBJ_BRIDGE || ID_TYPE(channel) != OBJ_CHANNEL)
+        return PBX_ENOTFOUND;
+    member_arg_t a = {bridge, channel, whisper_to, mode};
+    return pbx__post_cmd(e, cmd_add, &a, sizeof(a), channel, PBX_OP_BRIDGE_ADD, 0);
+}
+
 static int cmd_remove(engine_t *e, void *arg)
 {
     member_arg_t *a = arg;
@@ -222,6 +256,13 @@ int pbx_bridge_remove(pbx_engine_t *e, uint32_t bridge, uint32_t channel)
     return pbx__run_cmd(e, cmd_remove, &a);
 }
 
+/* Removing a member from a bridge or of a channel that is gone is no failure. */
+int pbx_bridge_remove_nowait(pbx_engine_t *e, uint32_t bridge, uint32_t channel)
+{
+    member_arg_t a = {bridge, channel, 0, 0};
+    return pbx__post_cmd(e, cmd_remove, &a, sizeof(a), channel, PBX_OP_BRIDGE_REMOVE, PBX__CMD_QUIET_NOTFOUND);
+}
+
 static int cmd_destroy(engine_t *e, void *arg)
 {
     bridge_t *br = pbx__table_get(&e->bridges, OBJ_BRIDGE, *(uint32_t *)arg);
@@ -234,6 +275,12 @@ static int cmd_destroy(engine_t *e, void *arg)
 int pbx_bridge_destroy(pbx_engine_t *e, uint32_t bridge)
 {
     return pbx__run_cmd(e, cmd_destroy, &bridge);
+}
+
+int pbx_bridge_destroy_nowait(pbx_engine_t *e, uint32_t bridge)
+{
+    return pbx__post_cmd(e, cmd_destroy, &bridge, sizeof(bridge), bridge, PBX_OP_BRIDGE_DESTROY,
+                         PBX__CMD_QUIET_NOTFOUND);
 }
 
 static int cmd_is_relaying(engine_t *e, void *arg)

@@ -214,15 +214,17 @@ static int bind_pair(engine_t *e, chan_t *ch)
 
 typedef struct {
     chan_t *ch;
-    uint32_t id;
+    uint32_t id;                /* reserved by a posted create, else 0 */
 } add_arg_t;
 
 static int cmd_add_channel(engine_t *e, void *arg)
 {
     add_arg_t *a = arg;
     chan_t *ch = a->ch;
-    uint32_t id = pbx__table_add(&e->channels, OBJ_CHANNEL, ch);
-    if (!id)
+    uint32_t id = a->id;
+    if (id)
+        pbx__table_set(&e->channels, id, ch);
+    else if (!(id = pbx__table_add(&e->channels, OBJ_CHANNEL, ch)))
         return PBX_EFULL;
     ch->id = id;
     int ok;
@@ -245,10 +247,26 @@ static int cmd_add_channel(engine_t *e, void *arg)
     return PBX_OK;
 }
 
-int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port)
+/* Posted: the channel is the command's to free when it cannot be adopted. */
+static int cmd_adopt_channel(engine_t *e, void *arg)
 {
-    if (!e || !id || !port)
-        return PBX_EINVAL;
+    add_arg_t *a = arg;
+    int rc = cmd_add_channel(e, a);
+    if (rc != PBX_OK)
+        chan_release(e, a->ch);
+    return rc;
+}
+
+static int cmd_nop(engine_t *e, void *arg)
+{
+    (void)e;
+    (void)arg;
+    return PBX_OK;
+}
+
+/* The caller's half of an RTP channel: its sockets, bound. */
+static int rtp_channel_open(engine_t *e, const char *local_ip, chan_t **out)
+{
     chan_t *ch = chan_alloc(e, CH_RTP);
     if (!ch)
         return PBX_ENOMEM;
@@ -257,6 +275,8 @@ int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, 
         return PBX_EINVAL;
     }
     int rc = bind_pair(e, ch);
+    if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
+        rc = bind_pair(e, ch);  /* ports of channels whose posted destroy had not run yet */
     if (rc != PBX_OK) {
         chan_release(e, ch);
         return rc;
@@ -267,6 +287,18 @@ int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, 
     int rcvbuf = 256 * 1024;
     setsockopt(ch->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     ch->st.local_port = ch->port;
+    *out = ch;
+    return PBX_OK;
+}
+
+int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port)
+{
+    if (!e || !id || !port)
+        return PBX_EINVAL;
+    chan_t *ch;
+    int rc = rtp_channel_open(e, local_ip, &ch);
+    if (rc != PBX_OK)
+        return rc;
     add_arg_t a = {ch, 0};
     rc = pbx__run_cmd(e, cmd_add_channel, &a);
     if (rc != PBX_OK) {
@@ -275,6 +307,31 @@ int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, 
     }
     *id = a.id;
     *port = ch->port;
+    return PBX_OK;
+}
+
+int pbx_rtp_channel_create_nowait(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port)
+{
+    if (!e || !id || !port)
+        return PBX_EINVAL;
+    chan_t *ch;
+    int rc = rtp_channel_open(e, local_ip, &ch);
+    if (rc != PBX_OK)
+        return rc;
+    add_arg_t a = {ch, pbx__table_reserve(&e->channels, OBJ_CHANNEL)};
+    if (!a.id) {
+        chan_release(e, ch);
+        return PBX_EFULL;
+    }
+    int p = ch->port;
+    rc = pbx__post_cmd(e, cmd_adopt_channel, &a, sizeof(a), a.id, PBX_OP_CHANNEL_CREATE, 0);
+    if (rc != PBX_OK) {
+        pbx__table_unreserve(&e->channels, a.id);
+        chan_release(e, ch);
+        return rc;
+    }
+    *id = a.id;
+    *port = p;
     return PBX_OK;
 }
 
@@ -373,9 +430,9 @@ static int cmd_configure(engine_t *e, void *arg)
     return PBX_OK;
 }
 
-int pbx_rtp_channel_configure(pbx_engine_t *e, uint32_t id, const pbx_rtp_config_t *c)
+static int configure_arg(const pbx_rtp_config_t *c, uint32_t id, conf_arg_t *a)
 {
-    if (!e || !c)
+    if (!c)
         return PBX_EINVAL;
     if (c->payload_type != 0 && c->payload_type != 8)
         return PBX_EINVAL;
@@ -385,21 +442,38 @@ int pbx_rtp_channel_configure(pbx_engine_t *e, uint32_t id, const pbx_rtp_config
         return PBX_EINVAL;
     if (c->inactivity_timeout_ms < 0 || c->inband_dtmf < -1 || c->inband_dtmf > 1)
         return PBX_EINVAL;
-    conf_arg_t a;
-    memset(&a, 0, sizeof(a));
-    a.id = id;
-    a.c = *c;
+    memset(a, 0, sizeof(*a));
+    a->id = id;
+    a->c = *c;
+    /* the strings are parsed here: the posted copy must not point into the caller's memory */
+    a->c.remote_ip = a->c.signalling_ip = NULL;
     if (c->remote_ip) {
-        if (c->remote_port < 1 || c->remote_port > 65535 || parse_addr(c->remote_ip, c->remote_port, &a.sdp) < 0)
+        if (c->remote_port < 1 || c->remote_port > 65535 || parse_addr(c->remote_ip, c->remote_port, &a->sdp) < 0)
             return PBX_EINVAL;
-        a.have_sdp = 1;
+        a->have_sdp = 1;
     }
     if (c->signalling_ip) {
-        if (parse_addr(c->signalling_ip, 0, &a.sig) < 0)
+        if (parse_addr(c->signalling_ip, 0, &a->sig) < 0)
             return PBX_EINVAL;
-        a.have_sig = 1;
+        a->have_sig = 1;
     }
+    return PBX_OK;
+}
+
+int pbx_rtp_channel_configure(pbx_engine_t *e, uint32_t id, const pbx_rtp_config_t *c)
+{
+    conf_arg_t a;
+    if (!e || configure_arg(c, id, &a) != PBX_OK)
+        return PBX_EINVAL;
     return pbx__run_cmd(e, cmd_configure, &a);
+}
+
+int pbx_rtp_channel_configure_nowait(pbx_engine_t *e, uint32_t id, const pbx_rtp_config_t *c)
+{
+    conf_arg_t a;
+    if (!e || configure_arg(c, id, &a) != PBX_OK)
+        return PBX_EINVAL;
+    return pbx__post_cmd(e, cmd_configure, &a, sizeof(a), id, PBX_OP_CHANNEL_CONFIGURE, 0);
 }
 
 /* ---- topology helpers ---- */
@@ -474,6 +548,11 @@ static int cmd_destroy(engine_t *e, void *arg)
 int pbx_channel_destroy(pbx_engine_t *e, uint32_t id)
 {
     return pbx__run_cmd(e, cmd_destroy, &id);
+}
+
+int pbx_channel_destroy_nowait(pbx_engine_t *e, uint32_t id)
+{
+    return pbx__post_cmd(e, cmd_destroy, &id, sizeof(id), id, PBX_OP_CHANNEL_DESTROY, PBX__CMD_QUIET_NOTFOUND);
 }
 
 /* ---- output stamping ---- */

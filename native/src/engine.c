@@ -41,6 +41,8 @@ static int table_init(table_t *t, int cap)
     t->cap = cap;
     t->used = 0;
     t->n_free = 0;
+    pthread_mutex_init(&t->mu, NULL);
+    t->mu_init = 1;
     return (t->slot && t->gen && t->free_list) ? PBX_OK : PBX_ENOMEM;
 }
 
@@ -49,20 +51,53 @@ static void table_fini(table_t *t)
     free(t->slot);
     free(t->gen);
     free(t->free_list);
+    if (t->mu_init)
+        pthread_mutex_destroy(&t->mu);
     memset(t, 0, sizeof(*t));
 }
 
-uint32_t pbx__table_add(table_t *t, int type, void *obj)
+/*
+ * Ids may be reserved by any thread (a posted create returns its id at once); slot[] is
+ * written by the engine thread only, so lookups there need no lock: a reserved slot stays
+ * NULL (not found) until the posted create runs. gen[] changes under mu only.
+ */
+uint32_t pbx__table_reserve(table_t *t, int type)
 {
     int s;
+    pthread_mutex_lock(&t->mu);
     if (t->n_free > 0)
         s = t->free_list[--t->n_free];
     else if (t->used < t->cap)
         s = t->used++;
     else
-        return 0;
-    t->slot[s] = obj;
-    return ((uint32_t)type << ID_TYPE_SHIFT) | ((uint32_t)(t->gen[s] & 0xFFF) << 16) | (uint32_t)s;
+        s = -1;
+    uint32_t id = s < 0 ? 0 : ((uint32_t)type << ID_TYPE_SHIFT) | ((uint32_t)(t->gen[s] & 0xFFF) << 16) | (uint32_t)s;
+    pthread_mutex_unlock(&t->mu);
+    return id;
+}
+
+void pbx__table_set(table_t *t, uint32_t id, void *obj)
+{
+    t->slot[id & 0xFFFF] = obj;
+}
+
+/* A reserved id whose object never came to be (engine thread). */
+void pbx__table_unreserve(table_t *t, uint32_t id)
+{
+    int s = (int)(id & 0xFFFF);
+    pthread_mutex_lock(&t->mu);
+    t->slot[s] = NULL;
+    t->gen[s]++;
+    t->free_list[t->n_free++] = s;
+    pthread_mutex_unlock(&t->mu);
+}
+
+uint32_t pbx__table_add(table_t *t, int type, void *obj)
+{
+    uint32_t id = pbx__table_reserve(t, type);
+    if (id)
+        pbx__table_set(t, id, obj);
+    return id;
 }
 
 void *pbx__table_get(const table_t *t, int type, uint32_t id)
@@ -70,7 +105,7 @@ void *pbx__table_get(const table_t *t, int type, uint32_t id)
     if (ID_TYPE(id) != type)
         return NULL;
     int s = (int)(id & 0xFFFF);
-    if (s >= t->used || !t->slot[s])
+    if (s >= t->cap || !t->slot[s])
         return NULL;
     if ((t->gen[s] & 0xFFF) != ((id >> 16) & 0xFFF))
         return NULL;
@@ -80,11 +115,9 @@ void *pbx__table_get(const table_t *t, int type, uint32_t id)
 void pbx__table_del(table_t *t, uint32_t id)
 {
     int s = (int)(id & 0xFFFF);
-    if (s >= t->used || !t->slot[s])
+    if (s >= t->cap || !t->slot[s])
         return;
-    t->slot[s] = NULL;
-    t->gen[s]++;
-    t->free_list[t->n_free++] = s;
+    pbx__table_unreserve(t, id);
 }
 
 /* Dense arrays of live objects for the per-tick loops; objects remember their index. */
@@ -174,7 +207,10 @@ int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg)
         return PBX_EINVAL;
     if (e->thread_started && pthread_equal(pthread_self(), e->thread))
         return fn(e, arg);
-    cmd_t c = {fn, arg, 0, 0, NULL};
+    cmd_t c;
+    memset(&c, 0, sizeof(c));
+    c.fn = fn;
+    c.arg = arg;
     pthread_mutex_lock(&e->cmd_mu);
     if (!e->accepting) {
         pthread_mutex_unlock(&e->cmd_mu);
@@ -196,6 +232,58 @@ int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg)
     return c.rc;
 }
 
+static void posted_failed(engine_t *e, const cmd_t *c, int rc)
+{
+    if (rc >= 0 || (rc == PBX_ENOTFOUND && (c->flags & PBX__CMD_QUIET_NOTFOUND)))
+        return;
+    pbx__post_simple(e, PBX_EV_COMMAND_FAILED, c->id, rc, c->op);
+}
+
+int pbx__post_cmd(engine_t *e, int (*fn)(engine_t *, void *), const void *arg, size_t size, uint32_t id, int op,
+                  int flags)
+{
+    if (!e)
+        return PBX_EINVAL;
+    cmd_t *c = malloc(sizeof(*c) + size);
+    if (!c)
+        return PBX_ENOMEM;
+    memset(c, 0, sizeof(*c));
+    c->fn = fn;
+    c->arg = c->data;
+    memcpy(c->data, arg, size);
+    c->posted = 1;
+    c->id = id;
+    c->op = op;
+    c->flags = flags;
+    if (e->thread_started && pthread_equal(pthread_self(), e->thread)) {
+        posted_failed(e, c, fn(e, c->arg));
+        free(c);
+        return PBX_OK;
+    }
+    pthread_mutex_lock(&e->cmd_mu);
+    if (!e->accepting) {
+        pthread_mutex_unlock(&e->cmd_mu);
+        free(c);
+        return PBX_ESTATE;
+    }
+    int was_empty = e->cmd_head == NULL;
+    if (e->cmd_tail)
+        e->cmd_tail->next = c;
+    else
+        e->cmd_head = c;
+    e->cmd_tail = c;
+    pthread_mutex_unlock(&e->cmd_mu);
+    /* a non-empty queue has its wake-up pending already */
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(e->cmd_efd, &one, sizeof(one));
+        (void)w;
+    }
+    return PBX_OK;
+}
+
+/* refuse: the engine is shutting down; synchronous callers get PBX_ESTATE, posted commands
+ * still run (their copies may own descriptors or memory) and are freed. */
 static void run_commands(engine_t *e, int refuse)
 {
     /* a command may destroy a channel with packets still queued, or read its counters */
@@ -206,14 +294,26 @@ static void run_commands(engine_t *e, int refuse)
     pthread_mutex_unlock(&e->cmd_mu);
     if (!c)
         return;
-    cmd_t *first = c;
-    for (; c; c = c->next) {
-        c->rc = refuse ? PBX_ESTATE : c->fn(e, c->arg);
+    cmd_t *waiting = NULL, **wtail = &waiting;
+    while (c) {
+        cmd_t *next = c->next;
+        if (c->posted) {
+            posted_failed(e, c, c->fn(e, c->arg));
+            free(c);
+        } else {
+            c->rc = refuse ? PBX_ESTATE : c->fn(e, c->arg);
+            c->next = NULL;
+            *wtail = c;
+            wtail = &c->next;
+        }
         e->stats.commands++;
+        c = next;
     }
+    if (!waiting)
+        return;
     pthread_mutex_lock(&e->cmd_mu);
     /* c->next must be read before done is set: the caller's stack frame vanishes after. */
-    for (c = first; c;) {
+    for (c = waiting; c;) {
         cmd_t *next = c->next;
         c->done = 1;
         c = next;

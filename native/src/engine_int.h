@@ -5,6 +5,7 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -48,6 +49,8 @@ typedef struct table {
     int used;       /* slots ever handed out (high-water mark) */
     int *free_list;
     int n_free;
+    pthread_mutex_t mu;         /* reserve/delete (any thread may reserve an id) */
+    int mu_init;
 } table_t;
 
 struct pbx_engine;
@@ -219,6 +222,7 @@ typedef struct recorder {
     int stopping;               /* engine detached; writer finishes the file */
     int failed;                 /* errno of the writer's failure */
     /* writer-thread fields */
+    char *path;                 /* a posted create: the writer creates the file (then freed) */
     int fd;
     uint64_t data_bytes;
     int64_t last_sync_us;
@@ -250,13 +254,23 @@ typedef union {
     struct sockaddr_in6 in6;
 } txaddr_t;
 
+/* A command: on the caller's stack (synchronous) or heap-allocated with a copy of its
+ * argument in data[] (posted: run and freed by the engine thread, failures reported as
+ * PBX_EV_COMMAND_FAILED with id and op). */
 typedef struct cmd {
     int (*fn)(struct pbx_engine *e, void *arg);
     void *arg;
     int rc;
     int done;
     struct cmd *next;
+    int posted;
+    uint32_t id;
+    int op;
+    int flags;
+    _Alignas(max_align_t) unsigned char data[];
 } cmd_t;
+
+#define PBX__CMD_QUIET_NOTFOUND 1   /* a release of something already gone is no failure */
 
 struct pbx_engine {
     pbx_engine_params_t p;
@@ -333,11 +347,18 @@ int64_t pbx__now_us(void);
 void pbx__post(engine_t *e, const pbx_event_t *ev);
 void pbx__post_simple(engine_t *e, int type, uint32_t id, int code, int value);
 uint32_t pbx__table_add(table_t *t, int type, void *obj);
+uint32_t pbx__table_reserve(table_t *t, int type);
+void pbx__table_set(table_t *t, uint32_t id, void *obj);
+void pbx__table_unreserve(table_t *t, uint32_t id);
 void *pbx__table_get(const table_t *t, int type, uint32_t id);
 void pbx__table_del(table_t *t, uint32_t id);
 void pbx__active_add(void ***arr, int *n, void *obj, int *idx);
 void pbx__active_del(void **arr, int *n, int idx, size_t idx_offset);
 int pbx__run_cmd(engine_t *e, int (*fn)(engine_t *, void *), void *arg);
+/* Queue fn with a copy of arg[0..size) and return at once (same queue, same order as
+ * pbx__run_cmd). PBX_ESTATE once the engine stops accepting commands. */
+int pbx__post_cmd(engine_t *e, int (*fn)(engine_t *, void *), const void *arg, size_t size, uint32_t id, int op,
+                  int flags);
 void pbx__release_port(engine_t *e, int port);
 int pbx__epoll_set(engine_t *e, int fd, int tag, uint32_t id, int on);
 

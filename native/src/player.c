@@ -86,6 +86,11 @@ int pbx_sound_release(pbx_engine_t *e, uint32_t id)
     return pbx__run_cmd(e, cmd_sound_release, &id);
 }
 
+int pbx_sound_release_nowait(pbx_engine_t *e, uint32_t id)
+{
+    return pbx__post_cmd(e, cmd_sound_release, &id, sizeof(id), id, PBX_OP_SOUND_RELEASE, PBX__CMD_QUIET_NOTFOUND);
+}
+
 void pbx__sounds_free_all(engine_t *e)
 {
     for (int s = 0; s < e->sounds.used; s++) {
@@ -372,4 +377,9 @@ static int cmd_stop(engine_t *e, void *arg)
 int pbx_player_stop(pbx_engine_t *e, uint32_t id)
 {
     return pbx__run_cmd(e, cmd_stop, &id);
+}
+
+int pbx_player_stop_nowait(pbx_engine_t *e, uint32_t id)
+{
+    return pbx__post_cmd(e, cmd_stop, &id, sizeof(id), id, PBX_OP_PLAYER_STOP, PBX__CMD_QUIET_NOTFOUND);
 }

@@ -110,11 +110,28 @@ static void post_end(engine_t *e, recorder_t *r, int type, int err)
     pbx__post(e, &ev);
 }
 
+/* Create the file and write a provisional header; errno on failure (r->fd stays -1). */
+static int create_file(recorder_t *r, const char *path)
+{
+    r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (r->fd < 0)
+        return errno;
+    struct stat sb;
+    if (fstat(r->fd, &sb) == 0)
+        r->dev = sb.st_dev;
+    uint8_t h[44];
+    pbx__wav_header(h, r->channels, 8000, 0);
+    size_t done;
+    return write_all(r->fd, h, sizeof(h), &done);
+}
+
 /* Called without wr_mu. */
 static void writer_fail(engine_t *e, recorder_t *r, int err)
 {
-    write_header(r);
-    close(r->fd);
+    if (r->fd >= 0) {
+        write_header(r);
+        close(r->fd);
+    }
     r->fd = -1;
     post_end(e, r, PBX_EV_RECORDER_ERROR, err);
 }
@@ -182,8 +199,16 @@ static void *writer_main(void *arg)
                 r->fill = 0;
                 continue;
             }
-            int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
             int err = 0;
+            if (r->path) {
+                char *path = r->path;
+                r->path = NULL;
+                pthread_mutex_unlock(&e->wr_mu);
+                err = create_file(r, path);
+                free(path);
+                pthread_mutex_lock(&e->wr_mu);
+            }
+            int sync_due = now - r->last_sync_us >= (int64_t)r->sync_interval_ms * 1000;
             while (!err && r->fill > 0 && (r->fill >= r->chunk || sync_due || r->stopping)) {
                 /* Straight from the ring: the engine only appends past head, and what is
                    being written stays counted in fill until the write is done. */
@@ -219,6 +244,7 @@ static void *writer_main(void *arg)
             if (r->closed) {
                 if (r->stopping) {
                     *pp = r->wnext;
+                    free(r->path);
                     free(r->ring);
                     free(r);
                     continue;
@@ -416,7 +442,7 @@ void pbx__recorders_tick(engine_t *e)
 typedef struct {
     recorder_t *r;
     uint32_t source;
-    uint32_t id;
+    uint32_t id;                /* reserved by a posted create, else 0 */
 } rec_arg_t;
 
 static int cmd_create(engine_t *e, void *arg)
@@ -434,8 +460,10 @@ static int cmd_create(engine_t *e, void *arg)
             return PBX_EIO;
         e->wr_started = 1;
     }
-    uint32_t id = pbx__table_add(&e->recorders, OBJ_RECORDER, r);
-    if (!id)
+    uint32_t id = a->id;
+    if (id)
+        pbx__table_set(&e->recorders, id, r);
+    else if (!(id = pbx__table_add(&e->recorders, OBJ_RECORDER, r)))
         return PBX_EFULL;
     r->id = id;
     pbx__active_add((void ***)&e->arec, &e->n_arec, r, &r->active_idx);
@@ -444,19 +472,41 @@ static int cmd_create(engine_t *e, void *arg)
     pthread_mutex_lock(&e->wr_mu);
     r->wnext = e->wr_list;
     e->wr_list = r;
+    if (r->path)
+        pthread_cond_signal(&e->wr_cv);
     pthread_mutex_unlock(&e->wr_mu);
     a->id = id;
     return PBX_OK;
 }
 
-int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id)
+static void recorder_free(recorder_t *r)
 {
-    if (!e || !p || !id || !p->path || !p->path[0] || p->n_left < 0 || p->n_left > 8 ||
+    free(r->path);
+    free(r->ring);
+    free(r);
+}
+
+/* Posted: the recorder (no file yet) is the command's to free when it cannot start. */
+static int cmd_create_posted(engine_t *e, void *arg)
+{
+    rec_arg_t *a = arg;
+    int rc = cmd_create(e, a);
+    if (rc != PBX_OK) {
+        pbx__table_unreserve(&e->recorders, a->id);
+        recorder_free(a->r);
+    }
+    return rc;
+}
+
+static int recorder_new(const pbx_recorder_params_t *p, recorder_t **out)
+{
+    if (!p || !p->path || !p->path[0] || p->n_left < 0 || p->n_left > 8 ||
         p->sync_interval_ms < 50 || p->sync_interval_ms > 1000 || p->buffer_ms < 200 || p->buffer_ms > 60000)
         return PBX_EINVAL;
     recorder_t *r = calloc(1, sizeof(*r));
     if (!r)
         return PBX_ENOMEM;
+    r->fd = -1;
     r->stereo = p->stereo ? 1 : 0;
     r->channels = r->stereo ? 2 : 1;
     r->n_left = p->n_left;
@@ -469,29 +519,54 @@ int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_par
         free(r);
         return PBX_ENOMEM;
     }
-    r->fd = open(p->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (r->fd < 0) {
-        int err = errno;
-        free(r->ring);
-        free(r);
-        return err == ENOSPC ? PBX_ENOSPC : (err == ENOENT || err == ENOTDIR ? PBX_ENOTFOUND : PBX_EIO);
-    }
-    struct stat sb;
-    if (fstat(r->fd, &sb) == 0)
-        r->dev = sb.st_dev;
-    uint8_t h[44];
-    pbx__wav_header(h, r->channels, 8000, 0);
-    size_t done;
-    int err = write_all(r->fd, h, sizeof(h), &done);
-    int rc = err ? (err == ENOSPC ? PBX_ENOSPC : PBX_EIO) : PBX_OK;
+    *out = r;
+    return PBX_OK;
+}
+
+int pbx_recorder_create(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id)
+{
+    recorder_t *r;
+    if (!e || !id)
+        return PBX_EINVAL;
+    int rc = recorder_new(p, &r);
+    if (rc != PBX_OK)
+        return rc;
+    int err = create_file(r, p->path);
+    rc = err ? (err == ENOSPC ? PBX_ENOSPC : (err == ENOENT || err == ENOTDIR ? PBX_ENOTFOUND : PBX_EIO)) : PBX_OK;
     rec_arg_t a = {r, source, 0};
     if (rc == PBX_OK)
         rc = pbx__run_cmd(e, cmd_create, &a);
     if (rc != PBX_OK) {
-        close(r->fd);
-        unlink(p->path);
-        free(r->ring);
-        free(r);
+        if (r->fd >= 0) {
+            close(r->fd);
+            unlink(p->path);
+        }
+        recorder_free(r);
+        return rc;
+    }
+    *id = a.id;
+    return PBX_OK;
+}
+
+int pbx_recorder_create_nowait(pbx_engine_t *e, uint32_t source, const pbx_recorder_params_t *p, uint32_t *id)
+{
+    recorder_t *r;
+    if (!e || !id)
+        return PBX_EINVAL;
+    if (ID_TYPE(source) != OBJ_CHANNEL && ID_TYPE(source) != OBJ_BRIDGE)
+        return PBX_ENOTFOUND;
+    int rc = recorder_new(p, &r);
+    if (rc != PBX_OK)
+        return rc;
+    r->path = strdup(p->path);
+    rec_arg_t a = {r, source, pbx__table_reserve(&e->recorders, OBJ_RECORDER)};
+    rc = !r->path ? PBX_ENOMEM : (!a.id ? PBX_EFULL : PBX_OK);
+    if (rc == PBX_OK)
+        rc = pbx__post_cmd(e, cmd_create_posted, &a, sizeof(a), a.id, PBX_OP_RECORDER_CREATE, 0);
+    if (rc != PBX_OK) {
+        if (a.id)
+            pbx__table_unreserve(&e->recorders, a.id);
+        recorder_free(r);
         return rc;
     }
     *id = a.id;
@@ -510,4 +585,9 @@ static int cmd_stop(engine_t *e, void *arg)
 int pbx_recorder_stop(pbx_engine_t *e, uint32_t id)
 {
     return pbx__run_cmd(e, cmd_stop, &id);
+}
+
+int pbx_recorder_stop_nowait(pbx_engine_t *e, uint32_t id)
+{
+    return pbx__post_cmd(e, cmd_stop, &id, sizeof(id), id, PBX_OP_RECORDER_STOP, PBX__CMD_QUIET_NOTFOUND);
 }

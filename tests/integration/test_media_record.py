@@ -276,3 +276,30 @@ def test_recording_of_a_relay_keeps_both_voices_in_step(engine, tmp_path):
         assert abs(onset(left) - onset(right)) <= 0.03
         assert share(left[int(onset(left) * 8000) + 400:][:4000], 600) > 0.9
         assert share(right[int(onset(right) * 8000) + 400:][:4000], 1500) > 0.9
+
+
+def test_file_that_cannot_be_created_ends_the_recording_with_an_event(engine, tmp_path, caplog):
+    """record() returns at once (the writer thread creates the file); a file it cannot create
+    is a RecorderError, and a posted call that fails in the engine thread is logged."""
+    ca, cb = engine.rtp_channel(), engine.rtp_channel()
+    br = engine.bridge([ca, cb])
+    (tmp_path / "taken.wav").mkdir()
+    rec = engine.record(br, tmp_path / "taken.wav")
+    ev, _ = wait_for(engine, RecorderError)
+    assert ev.recorder_id == rec.id and ev.path == str(tmp_path / "taken.wav") and ev.errno > 0
+    rec.stop()  # harmless after the error
+    ok = engine.record(br, tmp_path / "ok.wav")
+    ok.stop()
+    ev, _ = wait_for(engine, RecorderStopped)
+    assert ev.recorder_id == ok.id and (tmp_path / "ok.wav").stat().st_size == 44
+    # the engine learns of a stale id only in its thread: logged, not raised
+    stale = ca.id
+    ca.close()
+    caplog.set_level("WARNING", logger="firmware.media")
+    from firmware._pbxcore import ffi, lib
+    c = ffi.new("pbx_rtp_config_t *")
+    lib.pbx_rtp_config_default(c)
+    assert lib.pbx_rtp_channel_configure_nowait(engine._core.ptr, stale, c) == 0
+    engine.stats()
+    assert engine.poll_events() == []
+    assert "configure: No such channel" in caplog.text
