@@ -12,6 +12,13 @@ Recordings of calls still in progress are never deleted. The call record survive
 :meth:`Recordings.may_record` tells the PBX whether a new recording may start; when even
 deleting every old recording leaves too little space it says no, with an alarm text, and
 calls go on unrecorded.
+
+Starting a recording touches the disk as little as possible: a free-space reading at least
+``free_margin_mb`` (64 MB, many seconds of every recording at once) above the threshold is
+reused for ``free_check_s`` (one second; nearer the threshold space is read every time, as
+before), folders are created once,
+and names are made unique against the names this process handed out (a name holds the
+second, both parties and the call's uuid, so another run cannot have made it).
 """
 from __future__ import annotations
 
@@ -78,7 +85,9 @@ class Recordings:
 
     def __init__(self, data_dir: str | os.PathLike, calls: Any = None, *, min_free_mb: int = 500,
                  max_age_days: int = 0, timezone: str = "UTC",
-                 free_bytes: Callable[[Path], int] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 free_bytes: Callable[[Path], int] | None = None, clock: Callable[[], float] = time.time,
+                 free_check_s: float = 1.0, free_margin_mb: int = 64,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "recordings"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -90,6 +99,14 @@ class Recordings:
         self.clock = clock
         self._active: set[str] = set()
         self._lock = threading.Lock()
+        self.free_check_s = free_check_s
+        self.free_margin_bytes = int(free_margin_mb) * MIB
+        self._mono = monotonic
+        self._free_ok_until = float("-inf")
+        self._free_ok = 0
+        self._made = ""             # the folder allocate() made last (retention may remove it)
+        self._folder = ""           # the folder of the names below
+        self._names: set[str] = set()  # names handed out in that folder
         self.alarm = ""
         """The last alarm of :meth:`may_record` / :meth:`enforce` ("" when space is fine)."""
 
@@ -98,6 +115,7 @@ class Recordings:
         """Apply changed settings (config store subscribers call this)."""
         if min_free_mb is not None:
             self.min_free_bytes = int(min_free_mb) * MIB
+            self._free_ok_until = float("-inf")
         if max_age_days is not None:
             self.max_age_days = int(max_age_days)
         if timezone is not None:
@@ -115,16 +133,20 @@ class Recordings:
         t = _dt.datetime.fromtimestamp(started_at if started_at is not None else self.clock(), self.tz)
         folder = f"recordings/{t:%Y/%m/%d}"
         base = f"{t:%H%M%S}_{_clean(caller)}_{_clean(callee)}_{_clean(call_id, 12)}"
-        rel = f"{folder}/{base}.wav"
-        n = 1
-        while (self.data_dir / rel).exists():
-            n += 1
-            rel = f"{folder}/{base}-{n}.wav"
-        path = self.data_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
+            if folder != self._made:
+                (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
+                self._made = folder
+            if folder != self._folder:
+                self._folder, self._names = folder, set()
+            rel = f"{folder}/{base}.wav"
+            n = 1
+            while rel in self._names:
+                n += 1
+                rel = f"{folder}/{base}-{n}.wav"
+            self._names.add(rel)
             self._active.add(rel)
-        return rel, path
+        return rel, self.data_dir / rel
 
     def finished(self, rel_path: str) -> None:
         """The recording is closed; retention may delete it when it is the oldest."""
@@ -159,10 +181,17 @@ class Recordings:
         return int(self._free(self.root))
 
     def may_record(self) -> RecordingPermission:
-        """Whether a new recording may start now (runs retention when space is short)."""
+        """Whether a new recording may start now (runs retention when space is short).
+
+        A reading well above the threshold is reused for ``free_check_s``; others never are."""
+        now = self._mono()
+        if now < self._free_ok_until:
+            return RecordingPermission(True, self._free_ok)
         free = self.free_bytes()
         if free >= self.min_free_bytes:
             self.alarm = ""
+            if free >= self.min_free_bytes + self.free_margin_bytes:
+                self._free_ok, self._free_ok_until = free, now + self.free_check_s
             return RecordingPermission(True, free)
         result = self.enforce()
         if result.alarm:
@@ -181,6 +210,7 @@ class Recordings:
         """Delete recordings past ``max_age_days``, then the oldest until enough space is free."""
         deleted: list[tuple[str, str]] = []
         freed = 0
+        self._free_ok_until = float("-inf")
         files = self._walk()
         if self.max_age_days > 0:
             cutoff = _dt.datetime.fromtimestamp(self.clock() - self.max_age_days * 86400, self.tz)
@@ -226,6 +256,8 @@ class Recordings:
         if self.calls is not None:
             self.calls.recording_deleted(rel, reason)
         parent = path.parent
+        with self._lock:
+            self._made = ""     # allocate() makes the folder again if it goes now
         while parent != self.root and parent.is_dir():
             try:
                 parent.rmdir()

@@ -154,3 +154,41 @@ def test_repair_wav_after_crash(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="is not a WAV file"):
         repair_wav(bad)
+
+
+def test_free_space_reading_reused_for_a_second_only_when_enough(tmp_path):
+    now = [100.0]
+    free = [100 * MIB]
+    reads = []
+
+    def disk(_p):
+        reads.append(free[0])
+        return free[0]
+
+    rec = Recordings(tmp_path, min_free_mb=10, free_bytes=disk, monotonic=lambda: now[0], free_margin_mb=50)
+    assert rec.may_record().allowed and rec.may_record().allowed and len(reads) == 1
+    free[0] = 1 * MIB
+    now[0] += 1.01
+    assert not rec.may_record().allowed  # the card filled up: seen after at most a second
+    n = len(reads)
+    assert not rec.may_record().allowed and len(reads) > n  # a short reading is never reused
+    free[0] = 55 * MIB  # enough, but within the margin: read every time
+    n = len(reads)
+    assert rec.may_record().allowed and rec.may_record().allowed and len(reads) == n + 2
+    free[0] = 100 * MIB
+    assert rec.may_record().allowed and rec.alarm == ""
+    rec.configure(min_free_mb=200)
+    assert not rec.may_record().allowed  # a new threshold is checked at once
+
+
+def test_folder_made_again_after_retention_removed_it(tmp_path, calls):
+    rec = Recordings(tmp_path, calls, min_free_mb=1, max_age_days=1, free_bytes=lambda p: 100 * MIB,
+                     clock=lambda: T0 + 3 * 86400)
+    cid, rel = make_recording(rec, calls, T0, 100)
+    calls.flush()
+    assert [r for r, _ in rec.enforce().deleted] == [rel]
+    assert not (tmp_path / rel).parent.exists()
+    rel2, path2 = rec.allocate("another", started_at=T0)
+    assert path2.parent.is_dir() and rel2 != rel
+    rel3, _ = rec.allocate(cid, started_at=T0)
+    assert rel3 not in (rel, rel2)  # names handed out before stay taken
