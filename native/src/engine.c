@@ -472,6 +472,7 @@ static void *engine_main(void *arg)
 {
     engine_t *e = arg;
     struct epoll_event evs[256];
+    pthread_setname_np(pthread_self(), "pbx-engine");
     /* created here: a single-issuer ring belongs to the thread that submits */
     if (e->p.io_uring)
         pbx__uring_init(&e->ur, TX_SLOTS);

@@ -93,7 +93,7 @@ int pbx_sound_release_nowait(pbx_engine_t *e, uint32_t id)
 
 void pbx__sounds_free_all(engine_t *e)
 {
-    for (int s = 0; s < e->sounds.used; s++) {
+    for (int s = 0; s < e->sounds.cap; s++) {
         sound_t *snd = e->sounds.slot[s];
         if (snd) {
             free(snd->pcm);

@@ -190,6 +190,7 @@ static void sync_pending(engine_t *e)
 static void *writer_main(void *arg)
 {
     engine_t *e = arg;
+    pthread_setname_np(pthread_self(), "pbx-recwriter");
     pthread_mutex_lock(&e->wr_mu);
     for (;;) {
         int64_t now = pbx__now_us();
