@@ -173,8 +173,14 @@ static int bind_udp(const paddr_t *local, int port, int *fd_out)
     return PBX_OK;
 }
 
+/* An RTP channel's bound sockets, made in the caller's thread. */
+typedef struct {
+    paddr_t local;
+    int fd, rtcp_fd, port;
+} socks_t;
+
 /* Take the next free even port of the range (and port+1 for RTCP). Caller's thread. */
-static int bind_pair(engine_t *e, chan_t *ch)
+static int bind_pair(engine_t *e, socks_t *sk)
 {
     int pairs = (e->p.rtp_port_max - e->p.rtp_port_min) / 2;
     int base = e->p.rtp_port_min + (e->p.rtp_port_min & 1);
@@ -194,13 +200,13 @@ static int bind_pair(engine_t *e, chan_t *ch)
             continue;
         }
         int fd, rfd;
-        int rc = bind_udp(&ch->local, port, &fd);
+        int rc = bind_udp(&sk->local, port, &fd);
         if (rc == PBX_OK) {
-            rc = bind_udp(&ch->local, port + 1, &rfd);
+            rc = bind_udp(&sk->local, port + 1, &rfd);
             if (rc == PBX_OK) {
-                ch->fd = fd;
-                ch->rtcp_fd = rfd;
-                ch->port = port;
+                sk->fd = fd;
+                sk->rtcp_fd = rfd;
+                sk->port = port;
                 return PBX_OK;
             }
             close(fd);
@@ -247,16 +253,6 @@ static int cmd_add_channel(engine_t *e, void *arg)
     return PBX_OK;
 }
 
-/* Posted: the channel is the command's to free when it cannot be adopted. */
-static int cmd_adopt_channel(engine_t *e, void *arg)
-{
-    add_arg_t *a = arg;
-    int rc = cmd_add_channel(e, a);
-    if (rc != PBX_OK)
-        chan_release(e, a->ch);
-    return rc;
-}
-
 static int cmd_nop(engine_t *e, void *arg)
 {
     (void)e;
@@ -264,41 +260,80 @@ static int cmd_nop(engine_t *e, void *arg)
     return PBX_OK;
 }
 
-/* The caller's half of an RTP channel: its sockets, bound. */
-static int rtp_channel_open(engine_t *e, const char *local_ip, chan_t **out)
+static int socks_open(engine_t *e, const char *local_ip, socks_t *sk)
+{
+    memset(sk, 0, sizeof(*sk));
+    if (parse_addr(local_ip ? local_ip : e->bind_ip, 0, &sk->local) < 0)
+        return PBX_EINVAL;
+    int rc = bind_pair(e, sk);
+    if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
+        rc = bind_pair(e, sk);  /* ports of channels whose posted destroy had not run yet */
+    if (rc != PBX_OK)
+        return rc;
+    int tos = IPTOS_DSCP_EF;
+    if (sk->local.ss.ss_family == AF_INET)
+        setsockopt(sk->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    int rcvbuf = 256 * 1024;
+    setsockopt(sk->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    return PBX_OK;
+}
+
+static void socks_close(engine_t *e, const socks_t *sk)
+{
+    close(sk->fd);
+    close(sk->rtcp_fd);
+    pbx__release_port(e, sk->port);
+}
+
+static chan_t *chan_from_socks(engine_t *e, const socks_t *sk)
 {
     chan_t *ch = chan_alloc(e, CH_RTP);
     if (!ch)
+        return NULL;
+    ch->local = sk->local;
+    ch->fd = sk->fd;
+    ch->rtcp_fd = sk->rtcp_fd;
+    ch->port = sk->port;
+    ch->st.local_port = sk->port;
+    return ch;
+}
+
+typedef struct {
+    socks_t sk;
+    uint32_t id;
+} adopt_arg_t;
+
+/* Posted: the channel's memory (jitter buffer, detector) is allocated here, in the engine
+ * thread; the sockets are the command's to close when it cannot be adopted. */
+static int cmd_adopt_channel(engine_t *e, void *arg)
+{
+    adopt_arg_t *a = arg;
+    chan_t *ch = chan_from_socks(e, &a->sk);
+    if (!ch) {
+        socks_close(e, &a->sk);
+        pbx__table_unreserve(&e->channels, a->id);
         return PBX_ENOMEM;
-    if (parse_addr(local_ip ? local_ip : e->bind_ip, 0, &ch->local) < 0) {
-        chan_release(e, ch);
-        return PBX_EINVAL;
     }
-    int rc = bind_pair(e, ch);
-    if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
-        rc = bind_pair(e, ch);  /* ports of channels whose posted destroy had not run yet */
-    if (rc != PBX_OK) {
+    add_arg_t add = {ch, a->id};
+    int rc = cmd_add_channel(e, &add);
+    if (rc != PBX_OK)
         chan_release(e, ch);
-        return rc;
-    }
-    int tos = IPTOS_DSCP_EF;
-    if (ch->local.ss.ss_family == AF_INET)
-        setsockopt(ch->fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
-    int rcvbuf = 256 * 1024;
-    setsockopt(ch->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    ch->st.local_port = ch->port;
-    *out = ch;
-    return PBX_OK;
+    return rc;
 }
 
 int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port)
 {
     if (!e || !id || !port)
         return PBX_EINVAL;
-    chan_t *ch;
-    int rc = rtp_channel_open(e, local_ip, &ch);
+    socks_t sk;
+    int rc = socks_open(e, local_ip, &sk);
     if (rc != PBX_OK)
         return rc;
+    chan_t *ch = chan_from_socks(e, &sk);
+    if (!ch) {
+        socks_close(e, &sk);
+        return PBX_ENOMEM;
+    }
     add_arg_t a = {ch, 0};
     rc = pbx__run_cmd(e, cmd_add_channel, &a);
     if (rc != PBX_OK) {
@@ -306,7 +341,7 @@ int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, 
         return rc;
     }
     *id = a.id;
-    *port = ch->port;
+    *port = sk.port;
     return PBX_OK;
 }
 
@@ -314,24 +349,20 @@ int pbx_rtp_channel_create_nowait(pbx_engine_t *e, const char *local_ip, uint32_
 {
     if (!e || !id || !port)
         return PBX_EINVAL;
-    chan_t *ch;
-    int rc = rtp_channel_open(e, local_ip, &ch);
+    adopt_arg_t a;
+    int rc = socks_open(e, local_ip, &a.sk);
     if (rc != PBX_OK)
         return rc;
-    add_arg_t a = {ch, pbx__table_reserve(&e->channels, OBJ_CHANNEL)};
-    if (!a.id) {
-        chan_release(e, ch);
-        return PBX_EFULL;
-    }
-    int p = ch->port;
-    rc = pbx__post_cmd(e, cmd_adopt_channel, &a, sizeof(a), a.id, PBX_OP_CHANNEL_CREATE, 0);
+    a.id = pbx__table_reserve(&e->channels, OBJ_CHANNEL);
+    rc = a.id ? pbx__post_cmd(e, cmd_adopt_channel, &a, sizeof(a), a.id, PBX_OP_CHANNEL_CREATE, 0) : PBX_EFULL;
     if (rc != PBX_OK) {
-        pbx__table_unreserve(&e->channels, a.id);
-        chan_release(e, ch);
+        if (a.id)
+            pbx__table_unreserve(&e->channels, a.id);
+        socks_close(e, &a.sk);
         return rc;
     }
     *id = a.id;
-    *port = p;
+    *port = a.sk.port;
     return PBX_OK;
 }
 
