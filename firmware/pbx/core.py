@@ -824,6 +824,7 @@ class Pbx:
             self.centre.call_finished(call)
         except Exception:
             log.exception("queue bookkeeping after call %s", call.id)
+        call.release()
 
     def call_changed(self, call: Call) -> None:
         if call.ended_at is not None:
