@@ -204,6 +204,10 @@ class Headers:
                 return
         raise KeyError(name)
 
+    def forget_parsed(self) -> None:
+        """Drop the cached parsed values; they are parsed again when next used."""
+        self._cache.clear()
+
     def typed(self, key: str, parser: Callable[[Headers], Any]) -> Any:
         """``parser(self)``, computed once until the headers change."""
         value = self._cache.get(key, _MISSING)

@@ -69,6 +69,9 @@ from .overload import OverloadGuard
 __all__ = ["ClientTransaction", "Kind", "ServerTransaction", "State", "Timers", "TransactionLayer"]
 
 _TU_INPUTS = frozenset((Input.SEND_1XX, Input.SEND_2XX, Input.SEND_FINAL))
+# States in which a transaction only waits out its timer (J, K, H/I, L, M: up to 64*T1) to absorb
+# retransmissions: it then needs its bytes and keys, not the parsed forms of its messages.
+_WAITING = frozenset((State.COMPLETED, State.CONFIRMED, State.ACCEPTED))
 
 
 @dataclass
@@ -457,6 +460,12 @@ class TransactionLayer:
         self._run(txn, actions, now, msg, source, reason)
         if state is State.TERMINATED:
             self.terminate(txn)
+        elif state in _WAITING:
+            # Dropping the parsed headers (a few dozen objects a message) keeps the thousands
+            # of waiting transactions of a burst of calls out of the garbage collector's work.
+            txn.request.headers.forget_parsed()
+            if txn.last_response is not None:
+                txn.last_response.headers.forget_parsed()
 
     def _run(self, txn: ClientTransaction | ServerTransaction, actions: tuple[Action, ...],
              now: float, msg: Message | None, source: Addr | None, reason: str) -> None:
