@@ -226,6 +226,7 @@ def _late_2xx_handler(ua: SipUa, invite: SipRequest, peer: Addr, tag: str,
     """What an answered INVITE's transaction still needs once the call has its dialog: ACK the
     2xx retransmissions, and ACK then BYE (once) another fork's 2xx (RFC 3261 13.2.2.4)."""
     ended: set[str] = set()
+    ack.headers.forget_parsed()  # kept 64*T1 to be resent as it is: its text is enough
 
     def handle(ev: SipEvent) -> None:
         if not isinstance(ev, ResponseReceived) or not 200 <= ev.response.status < 300:

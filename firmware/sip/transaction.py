@@ -136,7 +136,7 @@ class ClientTransaction(Transaction):
         self.request_bytes = b""
         self.ack_bytes = b""
         self.last_response: SipResponse | None = None
-        """The last response received."""
+        """The last response received (until the transaction only waits out its timer)."""
         self.cancel_pending: str | None = None
         self.cancel_transaction: ClientTransaction | None = None
         """The CANCEL sent for this INVITE, once sent."""
@@ -161,7 +161,7 @@ class ServerTransaction(Transaction):
         self.reliable = source.reliable
         self.state = State.TRYING
         self.last_response: SipResponse | None = None
-        """The last response sent."""
+        """The last response sent (until the transaction only waits out its timer)."""
         self.response_bytes = b""
         self.to_tag: str | None = None
         """The To tag of our responses (set by the first response with one)."""
@@ -461,11 +461,11 @@ class TransactionLayer:
         if state is State.TERMINATED:
             self.terminate(txn)
         elif state in _WAITING:
-            # Dropping the parsed headers (a few dozen objects a message) keeps the thousands
-            # of waiting transactions of a burst of calls out of the garbage collector's work.
+            # Dropping the parsed headers and the last response (a few dozen objects a message;
+            # what may be resent is kept as bytes) keeps the thousands of waiting transactions
+            # of a burst of calls out of the garbage collector's work.
             txn.request.headers.forget_parsed()
-            if txn.last_response is not None:
-                txn.last_response.headers.forget_parsed()
+            txn.last_response = None
 
     def _run(self, txn: ClientTransaction | ServerTransaction, actions: tuple[Action, ...],
              now: float, msg: Message | None, source: Addr | None, reason: str) -> None:
