@@ -14,6 +14,7 @@ import asyncio
 import gc
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,8 +22,9 @@ from firmware.aio.service import Options, Service
 from firmware.pbx.calls import Call, Leg
 from firmware.pbx.sipua import InviteSession
 from tests.conftest import free_port
-from tests.integration.conftest import BASE_PROVISION, PASSWORDS, free_block
-from tests.peers.sipp import Sipp, sipp_env_ok
+from tests.integration.conftest import BASE_PROVISION, free_block
+from tests.integration.test_pbx_sipp import _stop_sipps, callee, caller_csv, register, sipp  # noqa: F401
+from tests.peers.sipp import sipp_env_ok
 
 pytestmark = [pytest.mark.skipif(not sipp_env_ok(), reason="SIPp (sip-tester) and root needed"),
               pytest.mark.timeout(120)]
@@ -46,22 +48,6 @@ def _garbage_kinds(left: list[object]) -> str:
     return ", ".join(f"{k} {n}" for k, n in kinds.most_common(25))
 
 
-def _sipp(tmp, name: str, scenario: str, target: str | None, csv: str | None = None,
-          template: dict | None = None, args: tuple = ()) -> Sipp:
-    work = tmp / "sipp"
-    work.mkdir(exist_ok=True)
-    extra = list(args)
-    if csv is not None:
-        (work / f"{name}.csv.in").write_text(csv)
-        extra += ["-inf", str(work / f"{name}.csv.in")]
-    return Sipp(work, scenario, target=target, port=free_port(socket.SOCK_DGRAM), media_port=free_block(8),
-                ctrl_port=free_port(socket.SOCK_DGRAM), args=extra, template=template or {}, name=name)
-
-
-def _auth(n: str) -> str:
-    return f"[authentication username={n} password={PASSWORDS[n]}]"
-
-
 async def test_ended_calls_are_freed_without_the_garbage_collector(tmp_path):
     prov = tmp_path / "office.toml"
     prov.write_text(BASE_PROVISION)
@@ -70,7 +56,9 @@ async def test_ended_calls_are_freed_without_the_garbage_collector(tmp_path):
     svc = Service(Options(data_dir=str(tmp_path / "data"), provision=str(prov),
                           sip_bind=("127.0.0.1", sip_port), web_bind=("127.0.0.1", free_port()),
                           rtp_ports=(rtp, rtp + 199)))
-    target = f"127.0.0.1:{sip_port}"
+    # what the SIPp helpers of test_pbx_sipp need of an office; the box runs in this process,
+    # so every blocking SIPp run goes to a thread while the event loop serves it
+    office = SimpleNamespace(tmp=tmp_path, sip_port=sip_port)
     await svc.start()
     was_enabled = gc.isenabled()
     gc.collect()
@@ -79,27 +67,19 @@ async def test_ended_calls_are_freed_without_the_garbage_collector(tmp_path):
         before = {id(o) for o in _alive()}
         # 202 answers and holds the call until the caller hangs up; 203 hangs up itself;
         # 204 rings until the caller cancels.
-        uas = _sipp(tmp_path, "uas", "callee.xml", None, template={"HOLD_MS": "3000", "RING_MS": "100"},
-                    args=("-m", "6", "-timeout", "60s")).start()
-        uas_bye = _sipp(tmp_path, "uas_bye", "callee_bye.xml", None,
-                        template={"HOLD_MS": "300", "RING_MS": "100"}, args=("-m", "3", "-timeout", "60s")).start()
-        uas_ring = _sipp(tmp_path, "uas_ring", "callee_ring.xml", None,
-                         template={"HOLD_MS": "3000", "RING_MS": "100"}, args=("-m", "3", "-timeout", "60s")).start()
-        for name, n, s in (("r202", "202", uas), ("r203", "203", uas_bye), ("r204", "204", uas_ring)):
-            reg = _sipp(tmp_path, name, "register.xml", target, csv=f"SEQUENTIAL\n{n};{_auth(n)};\n",
-                        template={"CONTACT": f"127.0.0.1:{s.port}", "EXPIRES": "300"}, args=("-m", "1"))
-            r = await asyncio.to_thread(reg.run, 30)
-            assert r.successful == 1, (r.stats, r.errors)
+        uas = callee(office, "callee.xml", calls=6, ring_ms=100, echo=False)
+        uas_bye = callee(office, "callee_bye.xml", calls=3, hold_ms=300, ring_ms=100, echo=False)
+        uas_ring = callee(office, "callee_ring.xml", calls=3, ring_ms=100, echo=False)
+        for n, s in (("202", uas), ("203", uas_bye), ("204", uas_ring)):
+            await asyncio.to_thread(register, office, [n], s.port)
 
-        calls = _sipp(tmp_path, "uac", "caller.xml", target,
-                      csv="SEQUENTIAL\n" + "".join(f"201;{_auth('201')};202\n" for _ in range(6)),
-                      template={"MEDIA": "", "HOLD_MS": "500"}, args=("-m", "6", "-r", "10", "-l", "1", "-timeout", "60s"))
-        by_callee = _sipp(tmp_path, "uac_b", "caller.xml", target,
-                          csv="SEQUENTIAL\n" + "".join(f"205;{_auth('205')};203\n" for _ in range(3)),
-                          template={"MEDIA": "", "HOLD_MS": "5000"}, args=("-m", "3", "-r", "10", "-l", "1", "-timeout", "60s"))
-        cancels = _sipp(tmp_path, "uac_c", "caller_cancel.xml", target,
-                        csv="SEQUENTIAL\n" + "".join(f"201;{_auth('201')};204\n" for _ in range(3)),
-                        args=("-m", "3", "-r", "10", "-l", "1", "-timeout", "60s"))
+        one_at_a_time = ("-r", "10", "-l", "1", "-timeout", "60s")
+        calls = sipp(office, "uac", "caller.xml", csv=caller_csv([("201", "202")] * 6),
+                     template={"MEDIA": "", "HOLD_MS": "500"}, args=("-m", "6", *one_at_a_time))
+        by_callee = sipp(office, "uac_b", "caller.xml", csv=caller_csv([("205", "203")] * 3),
+                         template={"MEDIA": "", "HOLD_MS": "5000"}, args=("-m", "3", *one_at_a_time))
+        cancels = sipp(office, "uac_c", "caller_cancel.xml", csv=caller_csv([("201", "204")] * 3),
+                       args=("-m", "3", *one_at_a_time))
         results = [await asyncio.to_thread(s.run, 60) for s in (calls, by_callee, cancels)]
         assert results[0].successful == 6, (results[0].stats, results[0].errors[-2000:])
         assert results[2].successful == 3, (results[2].stats, results[2].errors[-2000:])
