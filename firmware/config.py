@@ -847,6 +847,8 @@ class System:
     """Web page address, HOST:PORT."""
     rtp_ports: str = _f("10000-20000", check=_check_portrange)
     """UDP port range for RTP, LO-HI."""
+    kernel_relay: bool = _f(True)
+    """Relay the audio of established two-party calls inside the Linux kernel (eBPF), as rtpengine does, when the kernel and the box's privileges allow it; false: always in the media engine."""
     timezone: str = _f("UTC", check=_check_tz)
     """IANA time zone of the office (reports, business hours, recording folders)."""
     country_code: str = _f("", check=lambda v: None if re.fullmatch(r"[0-9]{0,4}", v) else "country code must be 1-4 digits, e.g. 48")

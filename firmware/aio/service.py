@@ -135,8 +135,14 @@ class Service:
         self.reports = Reports(self.calls, timezone=system.timezone)
 
         bind_ip = self.sip_bind[0] if self.sip_bind[0] not in ("", "::") else "0.0.0.0"
-        self.engine = Engine(bind_ip=bind_ip, rtp_ports=self.rtp_ports)
+        self.engine = Engine(bind_ip=bind_ip, rtp_ports=self.rtp_ports, kernel_relay=system.kernel_relay)
         self._closers.append(self.engine.close)
+        est = self.engine.stats()
+        if est.kernel_relay:
+            log.info("media: established calls are relayed inside the kernel (eBPF)")
+        elif system.kernel_relay:
+            log.info("media: in-kernel relay unavailable (%s); the media engine relays every packet",
+                     est.kernel_relay_error)
         loop = asyncio.get_running_loop()
 
         self.live = LiveState()

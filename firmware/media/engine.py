@@ -98,6 +98,8 @@ class ChannelStats:
     relaying: bool
     #: Received audio goes through the jitter buffer right now.
     decoding: bool
+    #: Received audio is forwarded inside the kernel right now (the counters still add up).
+    kernel_relay: bool
     local_port: int
     #: Where the channel sends now (None before the remote is known).
     remote: tuple[str, int] | None
@@ -120,6 +122,14 @@ class EngineStats:
     recorders: int
     #: CPU time the engine thread has used, in seconds.
     cpu_s: float
+    #: The in-kernel relay (eBPF) is loaded; when asked for and refused, the OS error why.
+    kernel_relay: bool = False
+    kernel_relay_error: str = ""
+    #: RTP packets relayed inside the kernel so far (read back about once a second).
+    packets_kernel: int = 0
+    #: RTP packets the engine thread sent itself, and the system calls that sent them.
+    packets_sent: int = 0
+    send_calls: int = 0
 
 
 class _Core:
@@ -267,7 +277,8 @@ class Channel(_Handle):
             dropped_direction=st.dropped_direction, dropped_flood=st.dropped_flood,
             send_errors=st.send_errors, rtcp_in=st.rtcp_in, dtmf_in=st.dtmf_in, dtmf_out=st.dtmf_out,
             source_changes=st.source_changes, dle_events=st.dle_events, bridged=bool(st.bridged),
-            relaying=bool(st.relaying), decoding=bool(st.decoding), local_port=st.local_port,
+            relaying=bool(st.relaying), decoding=bool(st.decoding), kernel_relay=bool(st.kernel_relay),
+            local_port=st.local_port,
             remote=remote, jitter=jitter)
 
 
@@ -428,11 +439,15 @@ class Engine:
 
     bind_ip: default local address of RTP channels. rtp_ports: (lowest, highest) port;
     even ports carry RTP, odd ones RTCP. ptime_ms: the clock and the packet time sent.
+    kernel_relay: forward the audio of relaying bridges inside the kernel once their streams are
+    established (eBPF at tc ingress; needs Linux 6.6+ and CAP_BPF/CAP_NET_ADMIN, else the
+    engine relays as before and ``stats().kernel_relay_error`` says why).
     """
 
     def __init__(self, bind_ip: str = "0.0.0.0", rtp_ports: tuple[int, int] = (10000, 20000),
                  ptime_ms: int = 20, *, max_channels: int = 4096, jitter_ms: tuple[int, int, int] = (20, 300, 60),
-                 latch_packets: int = 5, flood_packets_per_tick: int = 25, event_queue_len: int = 4096) -> None:
+                 latch_packets: int = 5, flood_packets_per_tick: int = 25, event_queue_len: int = 4096,
+                 kernel_relay: bool = True) -> None:
         lo, hi = rtp_ports
         if not (1024 <= lo < hi <= 65534):
             raise InvalidArgument(f"Engine: rtp_ports {rtp_ports} must satisfy 1024 <= lo < hi <= 65534")
@@ -452,6 +467,7 @@ class Engine:
         p.latch_packets = latch_packets
         p.flood_packets_per_tick = flood_packets_per_tick
         p.event_queue_len = event_queue_len
+        p.kernel_relay = 1 if kernel_relay else 0
         self.bind_ip = bind_ip
         self.rtp_ports = (lo, hi)
         self.ptime_ms = ptime_ms
@@ -553,8 +569,12 @@ class Engine:
     def stats(self) -> EngineStats:
         st = ffi.new("pbx_engine_stats_t *")
         self._core.call(lib.pbx_engine_get_stats, st, what="stats")
+        err = os.strerror(st.kernel_relay_error) if st.kernel_relay_error else ""
         return EngineStats(st.ticks, st.ticks_missed, st.events_dropped, st.commands, st.channels,
-                           st.bridges, st.players, st.recorders, st.cpu_ns / 1e9)
+                           st.bridges, st.players, st.recorders, st.cpu_ns / 1e9,
+                           kernel_relay=bool(st.kernel_relay), kernel_relay_error=err,
+                           packets_kernel=st.packets_kernel, packets_sent=st.packets_sent,
+                           send_calls=st.send_calls)
 
     # ---- channels ----
     def rtp_channel(self, local_ip: str | None = None) -> RtpChannel:

@@ -149,6 +149,9 @@ typedef struct {
     int latch_packets;      /**< in-sequence packets needed to adopt a new RTP source */
     int io_uring;           /**< 1 (default): the packets of one wake-up are sent with one
                                  io_uring_enter() when the kernel allows it; 0: sendmsg/sendmmsg */
+    int kernel_relay;       /**< 1 (default): once a relaying bridge's stream is established, its
+                                 IPv4 audio packets are forwarded inside the kernel (tc/eBPF) when
+                                 the kernel and privileges allow it; 0: always in the engine */
 } pbx_engine_params_t;
 void pbx_engine_params_default(pbx_engine_params_t *p);
 /** Create the engine and start its thread. */
@@ -203,6 +206,9 @@ typedef struct {
     uint64_t packets_sent;      /**< RTP packets handed to the kernel (accepted or not) */
     uint64_t send_calls;        /**< system calls that sent them (sendmsg, sendmmsg, io_uring_enter) */
     int io_uring;               /**< 1 while sends are batched through io_uring */
+    int kernel_relay;           /**< 1 while the in-kernel relay is loaded and attached */
+    int kernel_relay_error;     /**< errno of its set-up when it could not be used (0 if on or not asked) */
+    uint64_t packets_kernel;    /**< RTP packets relayed inside the kernel (counted at each sync) */
 } pbx_engine_stats_t;
 int pbx_engine_get_stats(pbx_engine_t *e, pbx_engine_stats_t *st);
 
@@ -272,6 +278,7 @@ typedef struct {
     uint64_t dle_events;
     int bridged;                /**< 1 while a member of a bridge */
     int relaying;               /**< 1 while forwarded without decoding */
+    int kernel_relay;           /**< 1 while its received audio is forwarded inside the kernel */
     int decoding;               /**< 1 while received audio goes through the jitter buffer */
     int local_port;
     char remote_addr[48];       /**< where we send now */

@@ -109,6 +109,21 @@ static int send_allowed(const chan_t *ch)
     return ch->have_dest && (ch->direction == PBX_DIR_SENDRECV || ch->direction == PBX_DIR_SENDONLY);
 }
 
+static chan_t *relay_partner(const chan_t *ch);
+static void kf_sync(engine_t *e, chan_t *ch);
+
+/* ch changed: the entries that forward ch's audio or forward to ch may no longer fit. */
+static void kf_check_around(engine_t *e, chan_t *ch)
+{
+    if (e->kf.map_fd < 0)
+        return;
+    pbx__chan_kf_check(e, ch);
+    if (ch->br)
+        for (int i = 0; i < ch->br->n; i++)
+            if (ch->br->m[i]->kf_to == ch)
+                pbx__chan_kf_check(e, ch->br->m[i]);
+}
+
 /* ---- creation ---- */
 
 static chan_t *chan_alloc(engine_t *e, int kind)
@@ -511,7 +526,6 @@ int pbx_rtp_channel_configure_nowait(pbx_engine_t *e, uint32_t id, const pbx_rtp
 
 void pbx__chan_update_decoding(engine_t *e, chan_t *ch)
 {
-    (void)e;
     int tapped = ch->n_taps > 0;
     int relay = ch->br && ch->br->relay;
     if (ch->br) {
@@ -536,6 +550,7 @@ void pbx__chan_update_decoding(engine_t *e, chan_t *ch)
         pbx_dtmf_det_reset(ch->det);
     }
     ch->decoding = need;
+    kf_check_around(e, ch);
 }
 
 int pbx__chan_needs_local_output(const chan_t *ch)
@@ -644,6 +659,7 @@ void pbx__chan_queue_dtmf(chan_t *ch, char digit, int ms)
         return;
     ch->dq[(ch->dq_head + ch->dq_len) % DTMF_QUEUE] = (dtmf_req_t){digit, ms};
     ch->dq_len++;
+    kf_check_around(ch->e, ch);
 }
 
 void pbx__chan_dtmf_received(engine_t *e, chan_t *ch, char digit, int ms, int source)
@@ -875,7 +891,15 @@ static int cmd_stats(engine_t *e, void *arg)
     chan_t *ch = pbx__table_get(&e->channels, OBJ_CHANNEL, a->id);
     if (!ch)
         return PBX_ENOTFOUND;
+    if (e->kf.map_fd >= 0) {
+        kf_sync(e, ch);
+        if (ch->br)
+            for (int i = 0; i < ch->br->n; i++)
+                if (ch->br->m[i]->kf_to == ch)
+                    kf_sync(e, ch->br->m[i]);
+    }
     *a->st = ch->st;
+    a->st->kernel_relay = ch->kf_on;
     a->st->bridged = ch->br != NULL;
     a->st->relaying = ch->br != NULL && ch->br->relay;
     a->st->decoding = ch->decoding;
@@ -932,6 +956,7 @@ static void post_latched(engine_t *e, chan_t *ch)
     ev.port = port_of(&ch->dest.ss);
     pbx__post(e, &ev);
     ch->st.source_changes++;
+    kf_check_around(e, ch);
 }
 
 /*
@@ -977,6 +1002,144 @@ static chan_t *relay_partner(const chan_t *ch)
     if (!br || !br->relay || br->n != 2)
         return NULL;
     return br->m[0] == ch ? br->m[1] : br->m[0];
+}
+
+/* ---- in-kernel relay (kfwd.h) ---- */
+
+#define KF_SYNC_TICKS 50        /* counters read back about once a second */
+
+/* The entry that would forward ch's audio to to now, without the route (0: none may). */
+static int kf_want(const engine_t *e, const chan_t *ch, const chan_t *to, pbx_kfwd_val_t *v)
+{
+    if (e->kf.map_fd < 0 || !to || ch->kind != CH_RTP || to->kind != CH_RTP || ch->decoding || ch->tapping ||
+        ch->det_on || !recv_allowed(ch) || !send_allowed(to) || to->dtx.active || to->dq_len ||
+        (to->pt != 0 && to->pt != 8) || ch->pt != to->pt || !ch->have_dest || ch->dest.ss.ss_family != AF_INET ||
+        to->dest.ss.ss_family != AF_INET || ch->local.ss.ss_family != AF_INET || !to->os.started ||
+        to->os.src != ch)
+        return 0;
+    const struct sockaddr_in *src = (const void *)&ch->dest.ss, *dst = (const void *)&to->dest.ss,
+                             *mine = (const void *)&ch->local.ss;
+    memset(v, 0, sizeof(*v));
+    v->src_ip = src->sin_addr.s_addr;
+    v->src_port = src->sin_port;
+    v->local_ip = mine->sin_addr.s_addr;
+    v->in_ssrc = htonl(to->os.src_ssrc);
+    v->pt = (uint8_t)to->pt;
+    v->out_daddr = dst->sin_addr.s_addr;
+    v->out_sport = htons((uint16_t)to->port);
+    v->out_dport = dst->sin_port;
+    v->out_ssrc = htonl(to->os.ssrc);
+    v->ts_off = to->os.ts_off;
+    v->seq_off = to->os.seq_off;
+    v->win_limit = (uint32_t)(e->p.flood_packets_per_tick * 20 / e->p.ptime_ms);
+    return 1;
+}
+
+static int kf_same(const pbx_kfwd_val_t *a, const pbx_kfwd_val_t *b)
+{
+    return a->src_ip == b->src_ip && a->src_port == b->src_port && a->local_ip == b->local_ip &&
+           a->in_ssrc == b->in_ssrc && a->pt == b->pt && a->out_daddr == b->out_daddr &&
+           a->out_sport == b->out_sport && a->out_dport == b->out_dport && a->out_ssrc == b->out_ssrc &&
+           a->ts_off == b->ts_off && a->seq_off == b->seq_off;
+}
+
+/* Bring the entry's counters into the channels: what ch received, what its partner was sent,
+ * the partner's output numbering, and ch's last packet time for the inactivity timer. */
+static void kf_account(engine_t *e, chan_t *ch, const pbx_kfwd_val_t *v)
+{
+    uint64_t dp = v->packets - ch->kf_packets, db = v->bytes - ch->kf_bytes;
+    if (dp == 0)
+        return;
+    ch->kf_packets = v->packets;
+    ch->kf_bytes = v->bytes;
+    ch->st.packets_in += dp;
+    ch->st.bytes_in += db;
+    e->stats.packets_kernel += dp;
+    int64_t last_us = (int64_t)(v->last_ns / 1000);
+    if (last_us > ch->last_rx_us)
+        ch->last_rx_us = last_us;
+    if (ch->timed_out) {
+        ch->timed_out = 0;
+        pbx__post_simple(e, PBX_EV_RTP_RESUMED, ch->id, 0, 0);
+    }
+    chan_t *to = ch->kf_to;
+    to->st.packets_out += dp;
+    to->st.bytes_out += db;
+    /* even when the bridge has just reset the partner's source (relay -> mix) */
+    outstate_t *os = &to->os;
+    if (!SEQ_LT(v->last_seq, os->next_seq))
+        os->next_seq = (uint16_t)(v->last_seq + 1);
+    if ((int32_t)(v->last_ts - os->last_ts) > 0) {
+        os->last_ts = v->last_ts;
+        os->last_ts_us = last_us;
+    }
+}
+
+static void kf_sync(engine_t *e, chan_t *ch)
+{
+    pbx_kfwd_val_t v;
+    if (ch->kf_on && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &v) == 0)
+        kf_account(e, ch, &v);
+}
+
+static void kf_remove(engine_t *e, chan_t *ch)
+{
+    pbx_kfwd_val_t v;
+    if (pbx__kfwd_take(&e->kf, (uint16_t)ch->port, &v) == 0)
+        kf_account(e, ch, &v);
+    ch->kf_on = 0;
+    ch->kf_to = NULL;
+}
+
+static void kf_install(engine_t *e, chan_t *ch, chan_t *to, pbx_kfwd_val_t *v)
+{
+    uint32_t saddr, ifindex;
+    int local;
+    const struct sockaddr_in *out = (const void *)&to->local.ss;
+    if (e->now_us < ch->kf_retry_us)
+        return;
+    if (pbx__kfwd_route(v->out_daddr, v->out_dport, &saddr, &ifindex, &local) < 0) {
+        ch->kf_retry_us = e->now_us + 2000000;
+        return;
+    }
+    v->out_saddr = out->sin_addr.s_addr != htonl(INADDR_ANY) ? out->sin_addr.s_addr : saddr;
+    v->out_ifindex = ifindex;
+    v->flags = local ? KFWD_LOCAL : 0;
+    if (pbx__kfwd_put(&e->kf, (uint16_t)ch->port, v) < 0) {
+        ch->kf_retry_us = e->now_us + 2000000;
+        return;
+    }
+    ch->kf_on = 1;
+    ch->kf_to = to;
+    ch->kf_packets = ch->kf_bytes = 0;
+}
+
+/* After the engine relayed a packet of ch itself: hand the stream to the kernel, or take it
+ * back when what the entry does is no longer what the engine would do. */
+static void kf_update(engine_t *e, chan_t *ch, chan_t *to)
+{
+    pbx_kfwd_val_t want, have;
+    int ok = kf_want(e, ch, to, &want);
+    if (ch->kf_on) {
+        if (ok && ch->kf_to == to && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &have) == 0 &&
+            kf_same(&want, &have))
+            return;
+        kf_remove(e, ch);
+    }
+    if (ok)
+        kf_install(e, ch, to, &want);
+}
+
+void pbx__chan_kf_check(engine_t *e, chan_t *ch)
+{
+    if (!ch->kf_on)
+        return;
+    pbx_kfwd_val_t want, have;
+    chan_t *to = relay_partner(ch);
+    if (to == ch->kf_to && kf_want(e, ch, to, &want) && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &have) == 0 &&
+        kf_same(&want, &have))
+        return;
+    kf_remove(e, ch);
 }
 
 /* Queue the packet for to with our header (SSRC, sequence and timestamp spaces). */
@@ -1082,8 +1245,11 @@ static void rx_one(engine_t *e, chan_t *ch, uint8_t *pkt, size_t len, const stru
                 pbx_alaw_decode(pl, e->scratch, h.payload_len);
             pbx_tap_put(&ch->tap, h.ssrc, h.ts, e->scratch, h.payload_len);
         }
-        if (partner)
+        if (partner) {
             forward(e, ch, partner, pkt, &h, 0);
+            if (e->kf.map_fd >= 0 && (pt == partner->pt || ch->kf_on))
+                kf_update(e, ch, partner);
+        }
     } else if (ch->te_pt >= 0 && pt == ch->te_pt) {
         ch->st.packets_in++;
         ch->st.bytes_in += len;
@@ -1308,8 +1474,17 @@ void pbx__chan_tick_input(engine_t *e, chan_t *ch)
         return;
     if (ch->evrx.active && e->now_us - ch->evrx.last_us > EVRX_TIMEOUT_US)
         evrx_finish(e, ch);
+    if (ch->kf_on && (e->stats.ticks + ch->id) % KF_SYNC_TICKS == 0) {
+        kf_sync(e, ch);
+        pbx__chan_kf_check(e, ch);
+    }
     if (ch->timeout_ms > 0 && ch->configured && recv_allowed(ch) && !ch->timed_out &&
         e->now_us - ch->last_rx_us > (int64_t)ch->timeout_ms * 1000) {
+        if (ch->kf_on) {
+            kf_sync(e, ch);
+            if (e->now_us - ch->last_rx_us <= (int64_t)ch->timeout_ms * 1000)
+                return;
+        }
         ch->timed_out = 1;
         pbx__post_simple(e, PBX_EV_RTP_TIMEOUT, ch->id, 0, ch->timeout_ms);
     }

@@ -561,6 +561,7 @@ void pbx_engine_params_default(pbx_engine_params_t *p)
     p->flood_packets_per_tick = 25;
     p->latch_packets = 5;
     p->io_uring = 1;
+    p->kernel_relay = 1;
 }
 
 static int params_ok(const pbx_engine_params_t *p)
@@ -589,6 +590,7 @@ static void engine_free(engine_t *e)
     if (e->timerfd >= 0) close(e->timerfd);
     if (e->cmd_efd >= 0) close(e->cmd_efd);
     if (e->ev_efd >= 0) close(e->ev_efd);
+    pbx__kfwd_close(&e->kf);
     table_fini(&e->channels);
     table_fini(&e->bridges);
     table_fini(&e->players);
@@ -624,6 +626,7 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     e->tick_us = p->ptime_ms * 1000;
     e->epfd = e->timerfd = e->cmd_efd = e->ev_efd = -1;
     e->ur.fd = -1;
+    e->kf.map_fd = e->kf.prog_fd = -1;
     pthread_mutex_init(&e->cmd_mu, NULL);
     pthread_cond_init(&e->cmd_cv, NULL);
     pthread_mutex_init(&e->ev_mu, NULL);
@@ -676,6 +679,8 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     /* the clock starts with the first channel (clock_update) */
     if (pbx__epoll_set(e, e->timerfd, TAG_TIMER, 0, 1) < 0 || pbx__epoll_set(e, e->cmd_efd, TAG_CMD, 0, 1) < 0)
         goto fail;
+    if (p->kernel_relay && pbx__kfwd_open(&e->kf, e->bind_ip, p->max_channels) < 0)
+        e->stats.kernel_relay_error = e->kf.err;
     e->accepting = 1;
     e->now_us = pbx__now_us();
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
@@ -714,6 +719,7 @@ static int cmd_stats(engine_t *e, void *arg)
     a->st->players = e->n_apl;
     a->st->recorders = e->n_arec;
     a->st->io_uring = e->ur.fd >= 0;
+    a->st->kernel_relay = e->kf.map_fd >= 0;
     return PBX_OK;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "jbuf.h"
+#include "kfwd.h"
 #include "pbxcore.h"
 #include "tap.h"
 
@@ -127,6 +128,12 @@ typedef struct chan {
     pbx_tap_t tap;              /* valid while tapping */
     pbx_channel_stats_t st;
     paddr_t dest;               /* where we send now */
+
+    /* in-kernel relay of what this channel receives (kfwd.h) */
+    int kf_on;
+    struct chan *kf_to;         /* the partner it forwards to while kf_on */
+    uint64_t kf_packets, kf_bytes;  /* the entry's counters at the last sync */
+    int64_t kf_retry_us;        /* no new attempt before (after a failed one) */
 
     /* RTP, less often */
     int active_idx;
@@ -336,6 +343,8 @@ struct pbx_engine {
     int wr_quit;
     recorder_t *wr_list;
 
+    pbx_kfwd_t kf;              /* kf.map_fd < 0: relayed in the engine only */
+
     pbx_engine_stats_t stats;
     int64_t now_us;
 };
@@ -387,6 +396,9 @@ void pbx__chan_free(engine_t *e, chan_t *ch);
 int pbx__chan_needs_local_output(const chan_t *ch);
 void pbx__chan_dtmf_received(engine_t *e, chan_t *ch, char digit, int ms, int source);
 void pbx__chan_queue_dtmf(chan_t *ch, char digit, int ms);
+/* Take ch's received audio back from the kernel if it may no longer be forwarded there
+ * (bridge, direction, DTMF, recording or destination changed). */
+void pbx__chan_kf_check(engine_t *e, chan_t *ch);
 
 /* bridge.c */
 void pbx__bridge_update(engine_t *e, bridge_t *br);
