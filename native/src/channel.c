@@ -1075,11 +1075,19 @@ static void kf_account(engine_t *e, chan_t *ch, const pbx_kfwd_val_t *v)
     }
 }
 
+/* Read ch's entry and bring its counters in (0), or -1. */
+static int kf_read(engine_t *e, chan_t *ch, pbx_kfwd_val_t *v)
+{
+    if (!ch->kf_on || pbx__kfwd_get(&e->kf, (uint16_t)ch->port, v) < 0)
+        return -1;
+    kf_account(e, ch, v);
+    return 0;
+}
+
 static void kf_sync(engine_t *e, chan_t *ch)
 {
     pbx_kfwd_val_t v;
-    if (ch->kf_on && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &v) == 0)
-        kf_account(e, ch, &v);
+    kf_read(e, ch, &v);
 }
 
 static void kf_remove(engine_t *e, chan_t *ch)
@@ -1121,8 +1129,7 @@ static void kf_update(engine_t *e, chan_t *ch, chan_t *to)
     pbx_kfwd_val_t want, have;
     int ok = kf_want(e, ch, to, &want);
     if (ch->kf_on) {
-        if (ok && ch->kf_to == to && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &have) == 0 &&
-            kf_same(&want, &have))
+        if (ok && ch->kf_to == to && kf_read(e, ch, &have) == 0 && kf_same(&want, &have))
             return;
         kf_remove(e, ch);
     }
@@ -1136,8 +1143,7 @@ void pbx__chan_kf_check(engine_t *e, chan_t *ch)
         return;
     pbx_kfwd_val_t want, have;
     chan_t *to = relay_partner(ch);
-    if (to == ch->kf_to && kf_want(e, ch, to, &want) && pbx__kfwd_get(&e->kf, (uint16_t)ch->port, &have) == 0 &&
-        kf_same(&want, &have))
+    if (to == ch->kf_to && kf_want(e, ch, to, &want) && kf_read(e, ch, &have) == 0 && kf_same(&want, &have))
         return;
     kf_remove(e, ch);
 }
@@ -1474,10 +1480,8 @@ void pbx__chan_tick_input(engine_t *e, chan_t *ch)
         return;
     if (ch->evrx.active && e->now_us - ch->evrx.last_us > EVRX_TIMEOUT_US)
         evrx_finish(e, ch);
-    if (ch->kf_on && (e->stats.ticks + ch->id) % KF_SYNC_TICKS == 0) {
-        kf_sync(e, ch);
-        pbx__chan_kf_check(e, ch);
-    }
+    if (ch->kf_on && (e->stats.ticks + ch->id) % KF_SYNC_TICKS == 0)
+        pbx__chan_kf_check(e, ch);      /* reads the counters back too */
     if (ch->timeout_ms > 0 && ch->configured && recv_allowed(ch) && !ch->timed_out &&
         e->now_us - ch->last_rx_us > (int64_t)ch->timeout_ms * 1000) {
         if (ch->kf_on) {

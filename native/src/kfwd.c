@@ -422,7 +422,7 @@ int pbx__kfwd_open(pbx_kfwd_t *k, const char *bind_ip, int max_entries)
     return 0;
 }
 
-int pbx__kfwd_put(pbx_kfwd_t *k, uint16_t port, const pbx_kfwd_val_t *v)
+static int map_op(pbx_kfwd_t *k, int cmd, uint16_t port, const pbx_kfwd_val_t *v)
 {
     uint32_t key = htons(port);
     union bpf_attr at;
@@ -430,45 +430,33 @@ int pbx__kfwd_put(pbx_kfwd_t *k, uint16_t port, const pbx_kfwd_val_t *v)
     at.map_fd = (uint32_t)k->map_fd;
     at.key = (uint64_t)(uintptr_t)&key;
     at.value = (uint64_t)(uintptr_t)v;
-    at.flags = BPF_ANY;
-    return sys_bpf(BPF_MAP_UPDATE_ELEM, &at) < 0 ? -1 : 0;
+    at.flags = cmd == BPF_MAP_UPDATE_ELEM ? BPF_ANY : 0;
+    return sys_bpf(cmd, &at) < 0 ? -1 : 0;
+}
+
+int pbx__kfwd_put(pbx_kfwd_t *k, uint16_t port, const pbx_kfwd_val_t *v)
+{
+    return map_op(k, BPF_MAP_UPDATE_ELEM, port, v);
 }
 
 int pbx__kfwd_get(pbx_kfwd_t *k, uint16_t port, pbx_kfwd_val_t *v)
 {
-    uint32_t key = htons(port);
-    union bpf_attr at;
-    memset(&at, 0, sizeof(at));
-    at.map_fd = (uint32_t)k->map_fd;
-    at.key = (uint64_t)(uintptr_t)&key;
-    at.value = (uint64_t)(uintptr_t)v;
-    return sys_bpf(BPF_MAP_LOOKUP_ELEM, &at) < 0 ? -1 : 0;
+    return map_op(k, BPF_MAP_LOOKUP_ELEM, port, v);
+}
+
+int pbx__kfwd_del(pbx_kfwd_t *k, uint16_t port)
+{
+    return map_op(k, BPF_MAP_DELETE_ELEM, port, NULL);
 }
 
 int pbx__kfwd_take(pbx_kfwd_t *k, uint16_t port, pbx_kfwd_val_t *v)
 {
-    uint32_t key = htons(port);
-    union bpf_attr at;
-    memset(&at, 0, sizeof(at));
-    at.map_fd = (uint32_t)k->map_fd;
-    at.key = (uint64_t)(uintptr_t)&key;
-    at.value = (uint64_t)(uintptr_t)v;
-    if (sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &at) == 0)
+    if (map_op(k, BPF_MAP_LOOKUP_AND_DELETE_ELEM, port, v) == 0)
         return 0;
     /* before Linux 5.14 hash maps cannot do both at once: a packet may slip in between */
     int rc = pbx__kfwd_get(k, port, v);
     pbx__kfwd_del(k, port);
     return rc;
-}
-
-int pbx__kfwd_del(pbx_kfwd_t *k, uint16_t port)
-{
-    uint32_t key = htons(port);
-    union bpf_attr at;
-    memset(&at, 0, sizeof(at));
-    at.map_fd = (uint32_t)k->map_fd;
-    at.key = (uint64_t)(uintptr_t)&key;
-    return sys_bpf(BPF_MAP_DELETE_ELEM, &at) < 0 ? -1 : 0;
 }
 
 int pbx__kfwd_route(uint32_t dst, uint16_t dport, uint32_t *src, uint32_t *ifindex, int *local)

@@ -136,41 +136,40 @@ def test_the_inactivity_timer_sees_kernel_relayed_packets(engine):
         assert got == [ca.id]
 
 
+def tone_call(eng: Engine, pt_b: int) -> tuple[RtpPhone, object]:
+    """A (u-law) plays 800 Hz to B (pt_b) through eng for 0.8 s; returns B and A's channel stats."""
+    with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=pt_b) as b:
+        ca, cb = connect(eng, a), connect(eng, b)
+        br = eng.bridge([ca, cb])  # noqa: F841 (a bridge lives as long as its handle)
+        a.play(tone_pcm(800))
+        a.start()
+        b.start()
+        time.sleep(0.8)
+        st = ca.stats()
+        a.stop()
+        b.stop()
+    return b, st
+
+
 def test_transcoding_and_a_switched_off_kernel_relay_stay_in_the_engine():
     base = random.randrange(41000, 48000, 2)
     eng = Engine(bind_ip="127.0.0.1", rtp_ports=(base, base + 200), kernel_relay=False)
     try:
         st = eng.stats()
         assert not st.kernel_relay and st.kernel_relay_error == ""
-        with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=0) as b:
-            ca, cb = connect(eng, a), connect(eng, b)
-            br = eng.bridge([ca, cb])  # noqa: F841
-            a.play(tone_pcm(800))
-            a.start()
-            b.start()
-            time.sleep(0.8)
-            assert not ca.stats().kernel_relay
-            a.stop()
-            b.stop()
-            assert spectrum_share(b.received_pcm(), 800) > 0.9
-            assert eng.stats().packets_kernel == 0
+        b, sa = tone_call(eng, 0)
+        assert not sa.kernel_relay
+        assert spectrum_share(b.received_pcm(), 800) > 0.9
+        assert eng.stats().packets_kernel == 0
     finally:
         eng.close()
     eng = kernel_engine()
     try:
-        with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=8) as b:
-            ca, cb = connect(eng, a), connect(eng, b)
-            br = eng.bridge([ca, cb])  # noqa: F841
-            a.play(tone_pcm(800))
-            a.start()
-            b.start()
-            time.sleep(0.8)
-            a.stop()
-            b.stop()
-            # u-law to A-law is done by the engine; the kernel only forwards like to like
-            assert not ca.stats().kernel_relay
-            assert {p.payload_type for p in b.audio_packets()} == {8}
-            assert spectrum_share(b.received_pcm(), 800) > 0.9
+        b, sa = tone_call(eng, 8)
+        # u-law to A-law is done by the engine; the kernel only forwards like to like
+        assert not sa.kernel_relay
+        assert {p.payload_type for p in b.audio_packets()} == {8}
+        assert spectrum_share(b.received_pcm(), 800) > 0.9
     finally:
         eng.close()
 
