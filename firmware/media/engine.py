@@ -127,6 +127,10 @@ class EngineStats:
     kernel_relay_error: str = ""
     #: RTP packets relayed inside the kernel so far (read back about once a second).
     packets_kernel: int = 0
+    #: Time the kernel spent in the relay program and the packets it looked at; counted only
+    #: while the sysctl kernel.bpf_stats_enabled is 1 (a measurement aid), else 0.
+    kernel_relay_run_s: float = 0.0
+    kernel_relay_runs: int = 0
     #: RTP packets the engine thread sent itself, and the system calls that sent them.
     packets_sent: int = 0
     send_calls: int = 0
@@ -574,7 +578,8 @@ class Engine:
                            st.bridges, st.players, st.recorders, st.cpu_ns / 1e9,
                            kernel_relay=bool(st.kernel_relay), kernel_relay_error=err,
                            packets_kernel=st.packets_kernel, packets_sent=st.packets_sent,
-                           send_calls=st.send_calls)
+                           send_calls=st.send_calls, kernel_relay_run_s=st.kernel_relay_run_ns / 1e9,
+                           kernel_relay_runs=st.kernel_relay_runs)
 
     # ---- channels ----
     def rtp_channel(self, local_ip: str | None = None) -> RtpChannel:

@@ -209,6 +209,9 @@ typedef struct {
     int kernel_relay;           /**< 1 while the in-kernel relay is loaded and attached */
     int kernel_relay_error;     /**< errno of its set-up when it could not be used (0 if on or not asked) */
     uint64_t packets_kernel;    /**< RTP packets relayed inside the kernel (counted at each sync) */
+    uint64_t kernel_relay_run_ns; /**< time the kernel spent in the relay program (sysctl
+                                       kernel.bpf_stats_enabled=1 only, else 0) */
+    uint64_t kernel_relay_runs; /**< packets the program looked at (same condition) */
 } pbx_engine_stats_t;
 int pbx_engine_get_stats(pbx_engine_t *e, pbx_engine_stats_t *st);
 

@@ -720,6 +720,7 @@ static int cmd_stats(engine_t *e, void *arg)
     a->st->recorders = e->n_arec;
     a->st->io_uring = e->ur.fd >= 0;
     a->st->kernel_relay = e->kf.map_fd >= 0;
+    pbx__kfwd_prog_stats(&e->kf, &a->st->kernel_relay_run_ns, &a->st->kernel_relay_runs);
     return PBX_OK;
 }
 

@@ -350,6 +350,25 @@ void pbx__kfwd_close(pbx_kfwd_t *k)
     close_fd(&k->map_fd);
 }
 
+int pbx__kfwd_prog_stats(pbx_kfwd_t *k, uint64_t *run_ns, uint64_t *runs)
+{
+    *run_ns = *runs = 0;
+    if (k->prog_fd < 0)
+        return -1;
+    struct bpf_prog_info info;
+    memset(&info, 0, sizeof(info));
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.info.bpf_fd = (uint32_t)k->prog_fd;
+    a.info.info_len = sizeof(info);
+    a.info.info = (uint64_t)(uintptr_t)&info;
+    if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a) < 0)
+        return -1;
+    *run_ns = info.run_time_ns;
+    *runs = info.run_cnt;
+    return 0;
+}
+
 static int fail(pbx_kfwd_t *k, int err)
 {
     pbx__kfwd_close(k);

@@ -65,5 +65,8 @@ int pbx__kfwd_take(pbx_kfwd_t *k, uint16_t port, pbx_kfwd_val_t *v);
 /* Where a packet from the box to dst (network order) leaves: its source address and interface,
  * and whether dst is the box itself on loopback. */
 int pbx__kfwd_route(uint32_t dst, uint16_t dport, uint32_t *src, uint32_t *ifindex, int *local);
+/* Time the kernel has spent in the program and how often it ran (every packet on the attached
+ * interfaces), counted only while the sysctl kernel.bpf_stats_enabled is 1; 0 otherwise. */
+int pbx__kfwd_prog_stats(pbx_kfwd_t *k, uint64_t *run_ns, uint64_t *runs);
 
 #endif

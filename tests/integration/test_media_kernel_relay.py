@@ -263,3 +263,39 @@ def test_phones_behind_an_interface_are_relayed_out_of_it(two_hosts):
             assert {p.addr for p in a.audio_packets()} == {(f"{net_a}.1", ca.local_port)}
     finally:
         eng.close()
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled():
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+    try:
+        with open(path) as f:
+            before = f.read().strip()
+        with open(path, "w") as f:
+            f.write("1")
+    except OSError as exc:
+        pytest.skip(f"cannot enable kernel.bpf_stats_enabled: {exc}")
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(before)
+
+
+def test_the_time_the_kernel_spends_relaying_is_reported_when_the_kernel_counts_it(engine):
+    # what tools/bench/relay.py adds to the engine's cost: the relay program's own run time
+    assert engine.stats().kernel_relay_runs == 0
+    with RtpPhone(payload_type=0) as a, RtpPhone(payload_type=0) as b, bpf_stats_enabled():
+        ca, cb = connect(engine, a), connect(engine, b)
+        br = engine.bridge([ca, cb])  # noqa: F841 (a bridge lives as long as its handle)
+        a.start()
+        b.start()
+        time.sleep(1.5)
+        a.stop()
+        b.stop()
+        time.sleep(0.1)
+        st = engine.stats()
+        # the program looks at every packet on loopback (the box's and the phones'), and
+        # relayed most of the phones' audio
+        assert st.kernel_relay_runs >= st.packets_kernel > 50   # counted back once a second
+        assert 0 < st.kernel_relay_run_s / st.kernel_relay_runs < 100e-6

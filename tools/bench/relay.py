@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -522,7 +523,12 @@ def serve_engine(n: int, gen_a: int, gen_b: int, port_lo: int, record_dir: str |
             keep.append(eng.record(br, os.path.join(record_dir, f"call{i}.wav"), stereo=True, left=[a]))
         ports.append((a.local_port, b.local_port))
     print(json.dumps(ports), flush=True)
-    sys.stdin.read()
+    # "mark" lines from the parent bracket the measurement window: answer with the time the
+    # kernel has spent in the relay program so far (counted while kernel.bpf_stats_enabled=1)
+    for line in sys.stdin:
+        if line.strip() == "mark":
+            es = eng.stats()
+            print(json.dumps({"run_s": es.kernel_relay_run_s, "runs": es.kernel_relay_runs}), flush=True)
     drops = {"malformed": 0, "source": 0, "flood": 0, "send_errors": 0, "packets_in": 0, "packets_out": 0}
     for h in keep:
         if hasattr(h, "local_port"):
@@ -534,24 +540,12 @@ def serve_engine(n: int, gen_a: int, gen_b: int, port_lo: int, record_dir: str |
             drops["packets_in"] += st.packets_in
             drops["packets_out"] += st.packets_out
     es = eng.stats()
-    sends = engine_send_counters(eng)
+    sends = {"packets_sent": es.packets_sent, "send_calls": es.send_calls,
+             "packets_per_send_call": round(es.packets_sent / max(es.send_calls, 1), 2)}
     eng.close()
     print(json.dumps({"drops": drops, "ticks_missed": es.ticks_missed, "sends": sends,
                       "kernel_relay": es.kernel_relay, "kernel_relay_error": es.kernel_relay_error,
                       "packets_kernel": es.packets_kernel}), flush=True)
-
-
-def engine_send_counters(eng) -> dict | None:
-    """Packets handed to the kernel and the system calls that sent them (engine counters the
-    Python wrapper does not expose; read through the compiled module)."""
-    try:
-        from firmware._pbxcore import ffi, lib
-        st = ffi.new("pbx_engine_stats_t *")
-        eng._core.call(lib.pbx_engine_get_stats, st, what="stats")
-    except (ImportError, AttributeError):
-        return None
-    return {"packets_sent": st.packets_sent, "send_calls": st.send_calls, "io_uring": bool(st.io_uring),
-            "packets_per_send_call": round(st.packets_sent / max(st.send_calls, 1), 2)}
 
 
 def serve_python(n: int, gen_a: int, gen_b: int) -> None:
@@ -752,9 +746,11 @@ def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo
         g.stdin.close()
         udp0 = udp_counters()
         time.sleep(0.02 + warmup)
+        k0 = kernel_mark(relay) if kind == "engine" else None
         c0, t0, g0 = proc_cpu_s(pid), time.monotonic(), proc_cpu_s(g.pid)
         time.sleep(seconds)
         c1, t1, g1 = proc_cpu_s(pid), time.monotonic(), proc_cpu_s(g.pid)
+        k1 = kernel_mark(relay) if kind == "engine" else None
         out = json.loads(g.stdout.readline())
         g.wait(10)
         udp1 = udp_counters()
@@ -765,6 +761,12 @@ def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo
             extra = json.loads(line) if line.strip() else {}
             relay.wait(30)
         cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
+        if k0 and k1 and k1["runs"] > k0["runs"]:
+            # the program's own run time (measured by the kernel) over the same window
+            prog = 100.0 * (k1["run_s"] - k0["run_s"]) / (t1 - t0)
+            extra["kernel_program_cpu_pct"] = round(prog, 3)
+            extra["kernel_program_ns_per_run"] = round(1e9 * (k1["run_s"] - k0["run_s"]) / (k1["runs"] - k0["runs"]), 1)
+            extra["process_plus_program_cpu_pct_per_100_calls"] = round((cpu_pct + prog) * 100 / n, 3)
         loss = 100.0 * (1 - out["recv"] / out["sent"]) if out["sent"] else 100.0
         extra["generator"] = out
         extra["latency_ms_p99"] = out["latency_ms_p99"]
@@ -788,6 +790,31 @@ def measure(kind: str, n: int, gen: Path, seconds: float, warmup: float, port_lo
             shutil.rmtree(rec_dir, ignore_errors=True)
 
 
+def kernel_mark(relay) -> dict | None:
+    """The engine child's reading of the relay program's run time (see serve_engine)."""
+    relay.stdin.write("mark\n")
+    relay.stdin.flush()
+    line = relay.stdout.readline()
+    return json.loads(line) if line.strip() else None
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    """kernel.bpf_stats_enabled=1 for the run (root only), restored afterwards: the kernel then
+    times every run of the relay program."""
+    path = Path("/proc/sys/kernel/bpf_stats_enabled")
+    try:
+        before = path.read_text().strip()
+        path.write_text("1")
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        path.write_text(before)
+
+
 # ---------------------------------------------------------------- report
 
 def table(rows: list[tuple[str, dict | None]]) -> str:
@@ -809,6 +836,60 @@ def loadavg() -> list[float]:
         return [float(x) for x in f.read().split()[:3]]
 
 
+def side_by_side(kinds: list[str], n: int, gen: Path, seconds: float, warmup: float, port_lo: int,
+                 repeat: int, reasons: dict) -> tuple[dict, dict]:
+    """Measure each relay `repeat` times, round-robin; returns the JSON summary per relay and
+    the details (median run, every run's CPU). Relays that fail get None and a reason."""
+    summary: dict = {}
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    if "rtpengine" in runs and not shutil.which("rtpengine"):
+        del runs["rtpengine"]
+        summary["rtpengine"] = None
+        reasons["rtpengine_reason"] = "rtpengine not installed (apt-get install rtpengine-daemon)"
+    # round-robin, so that the load of a shared machine falls on every relay alike
+    for _ in range(repeat):
+        for kind in list(runs):
+            try:
+                runs[kind].append(measure(kind, n, gen, seconds, warmup, port_lo))
+                print(f"{kind:17s} {runs[kind][-1]}", file=sys.stderr)
+            except (RuntimeError, OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
+                summary[kind] = None
+                reasons[f"{kind}_reason"] = str(exc)[:300]
+                del runs[kind]
+    # What a relay adds to the machine: its own process plus the generator's CPU above the
+    # generator alone (direct). For a user-space relay this is about its process CPU; the
+    # in-kernel relay's work is in the generator's send calls (softirq on loopback), so its
+    # process CPU alone would flatter it. Runs are paired by round (the same minute of a shared
+    # machine) and the median difference is taken; the cpu_pct_per_100_calls of the JSON shape
+    # is this figure whenever direct was measured.
+    base = runs.get("direct")
+    details: dict = {}
+    for kind, rs in runs.items():
+        r = sorted(rs, key=lambda x: x["cpu_pct"])[len(rs) // 2]  # the median run
+        cost = r["cpu_pct_per_100_calls"]
+        if base and kind != "direct":
+            diffs = sorted(x["with_generator_cpu_pct"] - d["with_generator_cpu_pct"] for x, d in zip(rs, base))
+            added = diffs[len(diffs) // 2]
+            # two processes read in clock ticks: below this the figure is noise, and the
+            # resolution is reported instead (the ratios built on it are lower bounds)
+            resolution = 2 * 100.0 / CLK_TCK / seconds
+            # the relay program's run time, timed by the kernel, plus the engine process: a
+            # measured lower bound of the same cost, which the difference may undercut by noise
+            floor = sorted(x.get("process_plus_program_cpu_pct_per_100_calls", 0) for x in rs)[len(rs) // 2] * n / 100
+            r["process_cpu_pct_per_100_calls"] = r["cpu_pct_per_100_calls"]
+            r["below_resolution"] = max(added, floor) < resolution
+            r["added_cpu_pct_runs"] = [round(d, 2) for d in diffs]
+            r["cpu_pct_per_100_calls"] = cost = round(max(added, floor, resolution) * 100 / n, 3)
+        summary[kind] = {"cpu_pct_per_100_calls": cost, "loss_pct": r["loss_pct"]}
+        if "process_plus_program_cpu_pct_per_100_calls" in r:
+            summary[kind]["process_plus_program_cpu_pct_per_100_calls"] = sorted(
+                x["process_plus_program_cpu_pct_per_100_calls"] for x in rs)[len(rs) // 2]
+        details[kind] = {"median": r, "runs_cpu_pct": [x["cpu_pct"] for x in rs]}
+    if base:
+        summary["direct_generator_cpu_pct"] = sorted(x["with_generator_cpu_pct"] for x in base)[len(base) // 2]
+    return summary, details
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N=100 for every relay, short runs (< 1 minute)")
@@ -819,6 +900,8 @@ def main() -> int:
     ap.add_argument("--no-max-search", action="store_true", help="skip the search for the largest N")
     ap.add_argument("--repeat", type=int, help="runs per relay, the median is reported (default 1 quick, 3 full)")
     ap.add_argument("--only", nargs="+", choices=KINDS, help="measure only these relays")
+    ap.add_argument("--scale-calls", type=int, help="also measure the engine (kernel relay and user space) "
+                    "against the no-relay baseline at this N (default 1000; 0 = not; not with --quick)")
     ap.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -842,51 +925,30 @@ def main() -> int:
                      f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Linux {platform.release()}",
                      "seconds": seconds, "repeat": args.repeat, "load_avg_start": loadavg()}
     kinds = [k for k in KINDS if not args.only or k in args.only]
-    runs: dict[str, list[dict]] = {k: [] for k in kinds}
-    if "rtpengine" in runs and not shutil.which("rtpengine"):
-        del runs["rtpengine"]
-        results["rtpengine"] = None
-        results["rtpengine_reason"] = "rtpengine not installed (apt-get install rtpengine-daemon)"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, bpf_stats() as timed:
+        results["kernel_program_timed"] = timed
         gen = build_generator(Path(tmp))
-        # round-robin, so that the load of a shared machine falls on every relay alike
-        for _ in range(args.repeat):
-            for kind in list(runs):
-                try:
-                    runs[kind].append(measure(kind, n, gen, seconds, warmup, port_lo))
-                    print(f"{kind:17s} {runs[kind][-1]}", file=sys.stderr)
-                except (RuntimeError, OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
-                    results[kind] = None
-                    results[f"{kind}_reason"] = str(exc)[:300]
-                    del runs[kind]
-        # What a relay adds to the machine: its own process plus the generator's CPU above the
-        # generator alone (direct). For a user-space relay this is about its process CPU; the
-        # in-kernel relay's work is in the generator's send calls (softirq on loopback), so
-        # its process CPU alone would flatter it. Medians of runs; the cpu_pct_per_100_calls
-        # of the JSON shape is this figure whenever direct was measured.
-        base = None
-        if runs.get("direct"):
-            base = sorted(x["with_generator_cpu_pct"] for x in runs["direct"])[len(runs["direct"]) // 2]
-        for kind, rs in runs.items():
-            r = sorted(rs, key=lambda x: x["cpu_pct"])[len(rs) // 2]  # the median run
-            cost = r["cpu_pct_per_100_calls"]
-            if base is not None and kind != "direct":
-                added = sorted(x["with_generator_cpu_pct"] for x in rs)[len(rs) // 2] - base
-                # two processes read in clock ticks: below this the figure is noise, and the
-                # resolution is reported instead (the ratios built on it are lower bounds)
-                resolution = 2 * 100.0 / CLK_TCK / seconds
-                r["process_cpu_pct_per_100_calls"] = r["cpu_pct_per_100_calls"]
-                r["below_resolution"] = added < resolution
-                r["cpu_pct_per_100_calls"] = cost = round(max(added, resolution) * 100 / n, 3)
-            results[kind] = {"cpu_pct_per_100_calls": cost, "loss_pct": r["loss_pct"]}
-            results.setdefault("details", {})[kind] = {"median": r, "runs_cpu_pct": [x["cpu_pct"] for x in rs]}
-        if base is not None:
-            results["direct_generator_cpu_pct"] = base
+        summary, details = side_by_side(kinds, n, gen, seconds, warmup, port_lo, args.repeat, results)
+        results.update(summary)
+        results["details"] = details
+        if args.scale_calls is None:
+            args.scale_calls = 0 if args.quick else 1000
+        if args.scale_calls and "engine" in kinds:
+            # the in-kernel relay costs so little at N=100 that the generator's own variation
+            # hides it: measure it again where it relays 100,000 packets/s or more
+            scale_kinds = ["engine", "engine_userspace", "direct"]
+            s_sum, s_det = side_by_side(scale_kinds, args.scale_calls, gen, seconds, warmup, port_lo,
+                                        max(args.repeat, 3), {})
+            results["scale"] = {"calls": args.scale_calls, **s_sum, "details": s_det}
         if (args.max_search or not args.quick) and not args.no_max_search:
             results["engine_max"] = max_search(gen, seconds, warmup, port_lo)
     results["load_avg_end"] = loadavg()
     rows = [(k, results["details"][k]["median"] if results.get(k) else None) for k in kinds if k != "direct"]
     print(table(rows))
+    if results.get("scale"):
+        sc = results["scale"]
+        print(f"\nat {sc['calls']} calls:\n")
+        print(table([(k, sc["details"][k]["median"] if sc.get(k) else None) for k in ("engine", "engine_userspace")]))
     e = results.get("engine")
     if e:
         ratios = {}
@@ -910,6 +972,17 @@ def main() -> int:
                 ratios["recording_overhead_vs_engine_userspace_pct"] = round(
                     100 * (results["engine_recording"]["cpu_pct_per_100_calls"] /
                            max(results["engine_userspace"]["cpu_pct_per_100_calls"], 1e-9) - 1), 1)
+        sc = results.get("scale")
+        if sc and sc.get("engine"):
+            # the engine's per-call cost measured at scale, against the peers' at N (per 100
+            # calls both; Python and rtpengine cannot carry N=1000 on this machine)
+            for k in ("plain_python", "rtpengine"):
+                if results.get(k):
+                    ratios[f"engine_at_{sc['calls']}_vs_{k}_calls_per_core"] = round(
+                        results[k]["cpu_pct_per_100_calls"] / max(sc["engine"]["cpu_pct_per_100_calls"], 1e-9), 2)
+            if sc.get("engine_userspace"):
+                ratios[f"engine_at_{sc['calls']}_vs_engine_userspace_calls_per_core"] = round(
+                    sc["engine_userspace"]["cpu_pct_per_100_calls"] / max(sc["engine"]["cpu_pct_per_100_calls"], 1e-9), 2)
         if results["details"]["engine"]["median"].get("below_resolution"):
             ratios["engine_below_resolution"] = "the engine's figure is the method's resolution: ratios are lower bounds"
         results["ratios"] = ratios
