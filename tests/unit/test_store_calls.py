@@ -55,6 +55,24 @@ def test_writes_are_queued_then_durable_after_flush(tmp_path):
         s.close()
 
 
+def test_call_ids_are_unique_uuids_in_the_order_the_calls_began(store):
+    # time-ordered (RFC 9562 version 7): new rows append to the id-keyed indexes instead of
+    # landing anywhere in them, so writes do not slow down as the store grows
+    import time
+    import uuid
+    ids = []
+    for _ in range(3):
+        ids += [store.begin_call(direction="internal") for _ in range(200)]
+        time.sleep(0.002)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == len(ids) and {u.version for u in parsed} == {7}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    ms = [u.int >> 80 for u in parsed]
+    assert ms == sorted(ms) and abs(ms[-1] / 1000 - time.time()) < 60
+    store.flush()
+    assert len(store.query("SELECT id FROM calls")) == len(ids)
+
+
 def test_pragmas_wal_and_full_sync(store):
     assert store.query("PRAGMA journal_mode")[0][0] == "wal"
     conn = store._wconn
