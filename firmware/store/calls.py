@@ -18,8 +18,9 @@ default to ``''`` so that filters need no NULL handling):
 
 ``calls``: one row per call.
     ``id`` text uuid (time-ordered, RFC 9562 version 7); ``started_at``, ``answered_at``
-    (the customer/callee connected to a person), ``ended_at``; ``direction`` inbound | outbound | internal; ``caller_number``,
-    ``caller_name``, ``callee_number`` (as dialled), ``did``, ``trunk``;
+    (the customer/callee connected to a person), ``ended_at``; ``direction`` inbound |
+    outbound | internal; ``caller_number``, ``caller_name``, ``callee_number`` (as
+    dialled), ``did``, ``trunk``;
     ``external_number`` (the customer's number, normalised: ``+<cc>...`` when the country
     code is known); ``from_extension``, ``to_extension``; ``answered_by`` (extension of the
     person who answered: agent or callee); ``queue`` (the queue that handled the call
