@@ -21,9 +21,21 @@ def load(name: str) -> bytes:
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free for both UDP and TCP right now: SIP peers such as SIPp bind the port
+    they are given for either transport, and an ephemeral port free for UDP may still be held by
+    a TCP connection (or its TIME_WAIT) of an earlier test."""
+    other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, other) as t:
+                    t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no loopback port is free for both UDP and TCP")
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
