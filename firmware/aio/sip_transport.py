@@ -9,7 +9,10 @@ up to :attr:`_Udp.batch` datagrams (one wake-up per datagram was a large share o
 load), and the kernel's receive timestamp of each one tells how long it waited in the socket
 buffer, which is what the transaction layer's overload guard needs
 (:class:`~firmware.sip.overload.OverloadGuard`); the guard also hears how late the event loop
-runs, for TCP.
+runs, for TCP. UDP leaves through the engine library's datagram sender
+(``pbx_dgram_send``, a C thread): the loop only copies each datagram into its queue, and the
+send system call, which on loopback also runs the receiver's delivery, is paid off the loop.
+Without the built engine, or for a host name, the loop sends itself.
 
 TCP connections are kept per remote address: responses go back on the connection the request
 came in on, and requests to an address with an open connection (a phone behind NAT that
@@ -36,6 +39,11 @@ from firmware.sip.message import MAX_MESSAGE_SIZE, KeepAlive, Message, SipReques
 from firmware.sip.transaction import ClientTransaction, ServerTransaction, Timers, TransactionLayer
 from firmware.sip.uri import SipUri
 
+try:
+    from firmware._pbxcore import ffi as _ffi, lib as _lib
+except ImportError:  # the engine is not built (a bare checkout): the loop sends itself
+    _ffi = _lib = None
+
 log = logging.getLogger("firmware.sip")
 
 EventHandler = Callable[[SipEvent], Any]
@@ -56,8 +64,10 @@ class _Udp:
     """Datagrams read per wake-up at most (then other callbacks and timers get their turn)."""
     max_backlog = 10000
     """Datagrams queued for sending while the socket buffer is full; more are dropped."""
+    send_wait_ms = 50
+    """How long a send waits for room in the native sender's queue before dropping."""
 
-    def __init__(self, endpoint: SipEndpoint, sock: socket.socket) -> None:
+    def __init__(self, endpoint: SipEndpoint, sock: socket.socket, native: bool = True) -> None:
         self.endpoint = endpoint
         self.sock = sock
         self.loop = endpoint._loop
@@ -66,6 +76,15 @@ class _Udp:
         self._view = memoryview(self._buf)
         self._out: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.closed = False
+        self.sender: Any = None
+        if native and _lib is not None:
+            out = _ffi.new("pbx_dgram_sender_t **")
+            rc = _lib.pbx_dgram_sender_open(sock.fileno(), self.max_backlog, out)
+            if rc == 0:
+                self.sender = out[0]
+            else:
+                log.warning("native UDP sender unavailable (%s): sending from the event loop",
+                            _ffi.string(_lib.pbx_strerror(rc)).decode())
         self.loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -93,6 +112,14 @@ class _Udp:
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed:
             return
+        if self.sender is not None:
+            rc = _lib.pbx_dgram_send(self.sender, addr[0].encode(), addr[1], data, len(data), self.send_wait_ms)
+            if rc == 0:
+                return
+            if rc == _lib.PBX_EFULL:
+                log.warning("UDP send queue full: datagram to %s dropped", addr)
+                return
+            # PBX_EINVAL: not an IP address (a host name) or no datagram size: the socket decides
         if not self._out:
             try:
                 self.sock.sendto(data, addr)
@@ -120,6 +147,15 @@ class _Udp:
         if not self.closed:
             self.loop.remove_writer(self.sock.fileno())
 
+    def send_stats(self) -> dict[str, int]:
+        """Counters of the native sender (empty without one)."""
+        if self.sender is None:
+            return {}
+        st = _ffi.new("pbx_dgram_stats_t *")
+        _lib.pbx_dgram_sender_get_stats(self.sender, st)
+        return {k: int(getattr(st, k)) for k in ("queued", "sent", "failed", "dropped", "send_calls",
+                                                  "cpu_ns", "last_errno", "backlog")}
+
     def close(self) -> None:
         if self.closed:
             return
@@ -127,6 +163,9 @@ class _Udp:
         self.loop.remove_reader(self.sock.fileno())
         self.loop.remove_writer(self.sock.fileno())
         self._out.clear()
+        if self.sender is not None:
+            sender, self.sender = self.sender, None
+            _lib.pbx_dgram_sender_close(sender)  # sends what is queued, then the socket may go
         self.sock.close()
 
 
@@ -194,6 +233,8 @@ class SipEndpoint:
         """TCP connections accepted at most (more are closed at once)."""
         self.udp_receive_buffer = 4 * 1024 * 1024
         """Bytes of kernel receive buffer asked for the UDP socket (bursts of calls)."""
+        self.native_send = True
+        """UDP sent by the engine library's sender thread (when built); False: by the loop."""
         self.advertised_host = "127.0.0.1"
         """Host written in our Via headers and suggested for Contact."""
         self.stats = {"filtered": 0, "tcp_accepted": 0, "tcp_refused": 0, "callback_errors": 0,
@@ -221,16 +262,18 @@ class SipEndpoint:
                      tcp_idle_timeout: float = 600.0, tcp_partial_timeout: float = 32.0,
                      max_connections: int = 1024,
                      accept_request: Callable[[SipRequest, Addr], bool] | None = None,
-                     udp_receive_buffer: int = 4 * 1024 * 1024) -> SipEndpoint:
+                     udp_receive_buffer: int = 4 * 1024 * 1024, native_send: bool = True) -> SipEndpoint:
         """Bind UDP and TCP on ``bind`` (port 0: one free port shared by both).
 
         ``accept_request(request, source)`` is the layer's post-parse filter (see
         :attr:`TransactionLayer.accept_request`): scanner user agents are dropped there.
+        ``native_send=False`` sends UDP from the event loop instead of the engine's sender thread.
         """
         layer = layer if layer is not None else TransactionLayer(timers=timers, max_size=max_size, accept_request=accept_request)
         self = cls(layer, on_event, accept_source, max_size=max_size, tcp_idle_timeout=tcp_idle_timeout,
                    tcp_partial_timeout=tcp_partial_timeout, max_connections=max_connections)
         self.udp_receive_buffer = udp_receive_buffer
+        self.native_send = native_send
         host, port = bind
         for attempt in range(20):
             try:
@@ -251,7 +294,7 @@ class SipEndpoint:
     async def _bind(self, host: str, port: int, transports: tuple[str, ...]) -> None:
         if "udp" in transports:
             sock = await self._udp_socket(host, port)
-            self._udp = _Udp(self, sock)
+            self._udp = _Udp(self, sock, self.native_send)
             port = sock.getsockname()[1]
         if "tcp" in transports:
             self._server = await self._loop.create_server(lambda: _Tcp(self, None), host, port,

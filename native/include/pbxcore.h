@@ -435,6 +435,41 @@ void pbx_jb_get_stats(const pbx_jb_t *jb, pbx_jb_stats_t *st);
 /* ---- engine: jitter buffer of a channel ---- */
 /** The statistics of a channel's jitter buffer (meaningful while it decodes). */
 int pbx_channel_get_jb_stats(pbx_engine_t *e, uint32_t id, pbx_jb_stats_t *st);
+/* ---- datagram sender (SIP over UDP) ---- */
+/**
+ * A thread that sends datagrams for one UDP socket the caller owns, so that the caller's
+ * thread (the Python event loop) does not pay for the send system call and, on loopback,
+ * the receiver's delivery that the kernel runs inside it. Datagrams leave in the order
+ * they were given, in batches (sendmmsg). The socket must stay open until close.
+ */
+typedef struct pbx_dgram_sender pbx_dgram_sender_t;
+typedef struct {
+    uint64_t queued;        /**< datagrams accepted by pbx_dgram_send */
+    uint64_t sent;          /**< handed to the kernel */
+    uint64_t failed;        /**< refused by the kernel (unreachable, bad address family...) */
+    uint64_t dropped;       /**< not accepted: the queue stayed full for max_wait_ms */
+    uint64_t send_calls;    /**< system calls that sent them */
+    uint64_t cpu_ns;        /**< CPU time of the sender thread */
+    int last_errno;         /**< errno of the last failure (0 = none) */
+    int backlog;            /**< datagrams waiting right now */
+} pbx_dgram_stats_t;
+/**
+ * Start a sender for the datagram socket fd (not dup()ed; non-blocking or not), queueing at
+ * most `capacity` datagrams (1..65536). Returns PBX_OK, PBX_EINVAL, PBX_ENOMEM or PBX_EIO.
+ */
+int pbx_dgram_sender_open(int fd, int capacity, pbx_dgram_sender_t **out);
+/**
+ * Queue one datagram (1..65507 bytes) to ip (IPv4 or IPv6 text) and port. When the queue
+ * is full it waits for room up to max_wait_ms, then drops the datagram (PBX_EFULL).
+ * Returns PBX_OK, PBX_EINVAL (address, port or size), PBX_EFULL or PBX_ESTATE (closed).
+ */
+int pbx_dgram_send(pbx_dgram_sender_t *s, const char *ip, int port, const void *data, size_t len, int max_wait_ms);
+/** Wait until everything queued has been handed to the kernel (or timeout_ms). 0 = done, PBX_EFULL = still busy. */
+int pbx_dgram_sender_flush(pbx_dgram_sender_t *s, int timeout_ms);
+/** Counters of the sender. */
+void pbx_dgram_sender_get_stats(pbx_dgram_sender_t *s, pbx_dgram_stats_t *st);
+/** Send what is queued, stop the thread, free everything (not the socket). NULL is allowed. */
+void pbx_dgram_sender_close(pbx_dgram_sender_t *s);
 /* PBX_CDEF_END */
 
 #endif

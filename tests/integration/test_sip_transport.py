@@ -257,6 +257,39 @@ async def test_udp_responses_go_to_the_source_and_carry_received_rport(served):
     s.close()
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["engine-sender", "loop-sender"])
+async def test_a_burst_of_udp_messages_leaves_whole_and_in_order(native):
+    """500 stateless messages sent in one go (as a burst of calls makes the box send) reach
+    the phone intact and in the order given, through the engine's sender thread or the loop;
+    closing the endpoint right after sending still delivers them."""
+    ep = await SipEndpoint.create(("127.0.0.1", 0), native_send=native)
+    assert (ep._udp.sender is not None) is native
+    phone = udp_socket()
+    phone.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    dest = Addr("udp", "127.0.0.1", phone.getsockname()[1])
+    sent = []
+    for i in range(500):
+        req = make_request("MESSAGE", f"sip:phone@127.0.0.1:{dest.port}", from_addr="<sip:box@127.0.0.1>",
+                           to_addr="<sip:phone@127.0.0.1>", call_id=f"burst-{i}",
+                           body=b"x" * (i % 700), content_type="text/plain")
+        sent.append((f"burst-{i}", b"x" * (i % 700)))
+        ep.send_stateless(req, dest)
+    if native:
+        stats = ep._udp.send_stats()
+        assert stats["queued"] == 500 and stats["dropped"] == 0
+    await ep.close()
+    got = []
+    phone.setblocking(True)
+    phone.settimeout(2.0)
+    for _ in range(500):
+        try:
+            got.append(phone.recv(65535))
+        except TimeoutError:
+            break
+    phone.close()
+    assert [(m.call_id, m.body) for m in map(parse_message, got)] == sent
+
+
 async def test_transport_error_and_crashing_callbacks_do_not_stop_the_endpoint():
     seen = []
 
