@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ._entropy import token_hex
 from .errors import AuthError, SipParseError
 from .headers import Credentials, format_auth, new_branch
 from .message import SipRequest, SipResponse, make_response
@@ -146,7 +147,7 @@ class DigestServer:
     def make_nonce(self, now: float) -> str:
         """A fresh nonce: ``<hex seconds>.<random>.<hmac>``."""
         ts = f"{int(now):x}"
-        rand = secrets.token_hex(8)
+        rand = token_hex(8)
         return f"{ts}.{rand}.{self._mac(ts, rand)}"
 
     def _mac(self, ts: str, rand: str) -> str:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import _abnf
+from ._entropy import token_hex
 from .errors import SipParseError
 from .uri import (
     Address,
@@ -302,17 +302,17 @@ class Via:
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 64 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    return MAGIC_COOKIE + token_hex(8)
 
 
 def new_tag() -> str:
     """A fresh From/To tag (64 random bits)."""
-    return secrets.token_hex(8)
+    return token_hex(8)
 
 
 def new_call_id(host: str = "") -> str:
     """A fresh Call-ID (128 random bits, ``@host`` appended when given)."""
-    cid = secrets.token_hex(16)
+    cid = token_hex(16)
     return f"{cid}@{host}" if host else cid
 
 

@@ -756,3 +756,25 @@ def test_parsed_uris_and_addresses_are_shared_and_read_only():
         Address.parse(f"<sip:u{i}@h>")
     assert len(umod._uri_cache) <= umod._CACHE_LIMIT and len(umod._address_cache) <= umod._CACHE_LIMIT
     assert parse_uri("sip:201@box;transport=tcp") == a
+
+
+def test_tags_branches_and_call_ids_never_repeat_even_across_a_fork():
+    import os
+
+    from firmware.sip.headers import new_branch, new_call_id, new_tag
+    values = [new_branch() for _ in range(3000)] + [new_tag() for _ in range(3000)] + \
+        [new_call_id() for _ in range(1000)]
+    assert len(set(values)) == len(values)
+    assert all(len(t) == 16 and int(t, 16) >= 0 for t in values[3000:6000])
+    assert all(len(c) == 32 for c in values[6000:])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's tags must not be the parent's next ones
+        os.write(w, "\n".join(new_tag() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as f:
+        child = set(f.read().split())
+    parent = {new_tag() for _ in range(50)}
+    assert len(child) == 50 and not child & parent
