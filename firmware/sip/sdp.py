@@ -7,10 +7,10 @@ the offerer's codec order and mirror its telephone-event payload type.
 """
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ._entropy import token_bytes
 from .errors import SdpError
 
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {
@@ -356,7 +356,7 @@ class SdpSession:
                  session_name: str = "-") -> None:
         self.address = address
         """Our media address (the box's address in every SDP)."""
-        self.origin = Origin(username, session_id or str(secrets.randbelow(2 ** 62) + 1), 0,
+        self.origin = Origin(username, session_id or str((int.from_bytes(token_bytes(8), "big") >> 2) + 1), 0,
                              addrtype="IP6" if ":" in address else "IP4", address=address)
         self.session_name = session_name
         self._last: str | None = None
