@@ -26,6 +26,7 @@ import asyncio
 import errno
 import inspect
 import logging
+import os
 import socket
 import struct
 import time
@@ -592,9 +593,16 @@ class SipEndpoint:
             self._lag_timer = self._loop.call_at(now + self.LAG_PERIOD, self._watch_lag, now + self.LAG_PERIOD)
 
     async def _sweep(self) -> None:
+        refused = 0
         while True:
             await asyncio.sleep(min(5.0, self.tcp_partial_timeout / 4, self.tcp_idle_timeout / 4))
             now = self._loop.time()
+            st = self._udp.send_stats() if self._udp is not None else {}
+            if st.get("failed", 0) > refused:
+                # what sendto() raised on the loop before: now counted by the sender thread
+                log.debug("%d UDP datagram(s) refused by the kernel (last: %s)", st["failed"] - refused,
+                          os.strerror(st["last_errno"]))
+                refused = st["failed"]
             for conn in list(self._conns.values()):
                 idle = now - conn.last_activity
                 if idle > self.tcp_idle_timeout or (conn.parser.buffered and idle > self.tcp_partial_timeout):

@@ -290,6 +290,24 @@ async def test_a_burst_of_udp_messages_leaves_whole_and_in_order(native):
     assert [(m.call_id, m.body) for m in map(parse_message, got)] == sent
 
 
+async def test_a_datagram_the_kernel_refuses_is_logged_and_the_next_one_leaves(caplog):
+    ep = await SipEndpoint.create(("127.0.0.1", 0), tcp_partial_timeout=0.2)
+    phone = udp_socket()
+    caplog.set_level("DEBUG", logger="firmware.sip")
+    # a broadcast without SO_BROADCAST: the kernel says EACCES
+    ep.send_keepalive(Addr("udp", "255.255.255.255", 5060))
+    ep.send_keepalive(Addr("udp", "127.0.0.1", phone.getsockname()[1]))
+    loop = asyncio.get_running_loop()
+    assert await asyncio.wait_for(loop.sock_recv(phone, 100), 2) == b"\r\n\r\n"
+    for _ in range(100):
+        if "refused by the kernel" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "1 UDP datagram(s) refused by the kernel (last: Permission denied)" in caplog.text
+    await ep.close()
+    phone.close()
+
+
 async def test_transport_error_and_crashing_callbacks_do_not_stop_the_endpoint():
     seen = []
 
