@@ -1194,15 +1194,21 @@ class CallStore:
                      [*values.values(), call_id])
         if stats or (ending and was_ended is None):
             self._summaries(conn, call_id, 1)
+        # the row read above already tells whether the missed-call book is concerned: an
+        # internal call (no external number) skips both look-ups
+        external = values.get("external_number", external)
+        direction = values.get("direction", direction)
         if answered is not None:
-            self._close_missed(conn, call_id)
-        if ending:
+            self._close_missed(conn, call_id, (external, answered, direction))
+        if ending and external and direction == "inbound" and answered is None \
+                and values.get("status", status) in MISSED_STATUSES:
             self._maybe_missed(conn, call_id)
         return _Changed("call", call_id)
 
-    def _close_missed(self, conn: sqlite3.Connection, call_id: str) -> None:
-        row = conn.execute("SELECT external_number, answered_at, direction FROM calls WHERE id = ?",
-                           (call_id,)).fetchone()
+    def _close_missed(self, conn: sqlite3.Connection, call_id: str,
+                      known: tuple[Any, Any, Any] | None = None) -> None:
+        row = known if known is not None else conn.execute(
+            "SELECT external_number, answered_at, direction FROM calls WHERE id = ?", (call_id,)).fetchone()
         if row is None or not row[0] or row[1] is None:
             return
         number, answered, direction = row
@@ -1243,14 +1249,12 @@ class CallStore:
             conn.execute(_UPSERT_RING_DAYS, {"id": cur.lastrowid, "sign": 1})
 
     def _w_leg(self, conn: sqlite3.Connection, call_id: str, leg_id: str, values: dict[str, Any]) -> None:
-        exists = conn.execute("SELECT 1 FROM call_legs WHERE call_id = ? AND leg_id = ?", (call_id, leg_id)).fetchone()
-        if exists is None:
-            values = {"call_id": call_id, "leg_id": leg_id, **values}
-            conn.execute(f"INSERT INTO call_legs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                         list(values.values()))
-        elif values:
-            conn.execute(f"UPDATE call_legs SET {', '.join(f'{k} = ?' for k in values)} "
-                         "WHERE call_id = ? AND leg_id = ?", [*values.values(), call_id, leg_id])
+        # one upsert: a new leg is inserted, a known one gets the given columns
+        sets = ", ".join(f"{k} = excluded.{k}" for k in values)
+        values = {"call_id": call_id, "leg_id": leg_id, **values}
+        conn.execute(f"INSERT INTO call_legs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) "
+                     f"ON CONFLICT (call_id, leg_id) DO {'UPDATE SET ' + sets if sets else 'NOTHING'}",
+                     list(values.values()))
 
     def _w_rec_deleted(self, conn: sqlite3.Connection, path: str, note: str) -> None:
         conn.execute("UPDATE calls SET recording_state = 'deleted', recording_note = ?, updated_at = ? "
