@@ -64,7 +64,8 @@ class _Udp:
     batch = 64
     """Datagrams read per wake-up at most (then other callbacks and timers get their turn)."""
     max_backlog = 10000
-    """Datagrams queued for sending while the socket buffer is full; more are dropped."""
+    """Datagrams queued for sending (in the native sender, or while the socket buffer is full);
+    more are dropped."""
     send_wait_ms = 50
     """How long a send waits for room in the native sender's queue before dropping."""
 

@@ -1,5 +1,5 @@
-"""Random bytes for tags, branches, Call-IDs, nonces and call ids, drawn from ``os.urandom``
-in blocks.
+"""Random bytes for tags, branches, Call-IDs, nonces and SDP session ids, drawn from
+``os.urandom`` in blocks.
 
 A call set-up draws about a dozen of them. One getrandom() system call each, which also lets
 any waiting thread take the interpreter lock, was measurable at 400 call set-ups per second.
