@@ -121,7 +121,7 @@ class Service:
         self.sip_bind, self.web_bind, self.rtp_ports = self._effective()
 
         self.calls = CallStore(self.data_dir / "calls.sqlite", country_code=system.country_code,
-                               trunk_prefix=system.trunk_prefix)
+                               trunk_prefix=system.trunk_prefix, writer="process")
         self._closers.append(self.calls.close)
         if self.calls.recovery is not None:
             log.error("call store was damaged: %s", self.calls.recovery)

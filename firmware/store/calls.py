@@ -3,14 +3,17 @@
 Built for an SD card that loses power: WAL journal with ``synchronous=FULL`` (every commit
 is fsynced; never OFF), an integrity check (``PRAGMA quick_check``) at open that moves a
 damaged database aside, salvages what it can read and starts a new one
-(:attr:`CallStore.recovery` says what happened), and one writer thread.
+(:attr:`CallStore.recovery` says what happened), and one writer.
 
 Writes come from the asyncio thread at up to hundreds per second and never wait for the
 disk: every write method validates its arguments at once (raising :class:`CallStoreError`),
 then queues the change. The writer thread applies queued changes in one transaction every
 ``commit_interval`` seconds (default 50 ms) or every ``max_batch`` changes, whichever comes
-first (group commit). :meth:`CallStore.flush` blocks until everything queued before it is
-committed to disk: a call that ended before ``flush()`` returned survives a power cut.
+first (group commit). With ``writer="process"`` (what the box uses) the thread only hands
+each batch to a process of its own that runs the statements, so that the writer's Python
+work does not take the interpreter lock from the event loop. :meth:`CallStore.flush` blocks
+until everything queued before it is committed to disk: a call that ended before
+``flush()`` returned survives a power cut.
 Reads use separate connections (one per thread) and see committed data.
 
 Schema (``PRAGMA user_version = 1``; times are unix seconds as floats, text columns
@@ -78,10 +81,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import queue
 import re
 import shutil
+import signal
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -585,7 +593,7 @@ _TABLES = ("calls", "call_legs", "call_events", "agent_states", "missed_calls",
 class _Op:
     __slots__ = ("fn", "args", "done", "result", "error", "sync")
 
-    def __init__(self, fn: Callable[..., Any] | None, args: tuple, sync: bool) -> None:
+    def __init__(self, fn: str | None, args: tuple, sync: bool) -> None:
         self.fn = fn
         self.args = args
         self.sync = sync
@@ -622,11 +630,13 @@ class CallStore:
     time (injectable for tests); ``country_code``/``trunk_prefix`` feed
     :func:`normalize_number` for ``external_number``. The constructor opens and checks the
     database (see :attr:`recovery`) and starts the writer thread; :meth:`close` stops it.
+    ``writer="process"`` runs the statements in a child process (see :class:`_WriterProcess`),
+    falling back to the thread when the child cannot start.
     """
 
     def __init__(self, path: str | os.PathLike, *, commit_interval: float = 0.05, max_batch: int = 500,
                  clock: Callable[[], float] = time.time, country_code: str = "",
-                 trunk_prefix: str = "") -> None:
+                 trunk_prefix: str = "", writer: str = "thread") -> None:
         self.path = str(path)
         self.commit_interval = commit_interval
         self.max_batch = max_batch
@@ -637,8 +647,20 @@ class CallStore:
         """Set when the database was damaged at open: what was kept aside and salvaged."""
         self.last_error: str = ""
         """The last write error ("" when writes succeed); writes are retried until they do."""
+        if writer not in ("thread", "process"):
+            raise CallStoreError("writer must be 'thread' or 'process'")
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._wconn = self._open_checked()
+        conn = self._open_checked()
+        self._backend: _Writer | _WriterProcess = _Writer(conn)
+        if writer == "process":
+            conn.close()
+            try:
+                self._backend = _WriterProcess(self.path)
+            except (OSError, CallStoreError) as e:
+                log.warning("call store: no writer process (%s); writing from a thread", e)
+                self._backend = _Writer(_connect(self.path))
+        self.writer = "process" if isinstance(self._backend, _WriterProcess) else "thread"
+        """Where the changes are written: "process" (a process of its own) or "thread"."""
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._local = threading.local()
@@ -737,9 +759,9 @@ class CallStore:
         conn.executescript(_SCHEMA + _SUMMARY_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    # ------------------------------------------------------------------ writer thread
+    # ------------------------------------------------------------------ writer thread (and process)
 
-    def _submit(self, fn: Callable[..., Any] | None, *args: Any, sync: bool = False,
+    def _submit(self, fn: str | None, *args: Any, sync: bool = False,
                 timeout: float | None = None) -> Any:
         if self._closed:
             raise CallStoreError("the call store is closed")
@@ -758,7 +780,6 @@ class CallStore:
         return None
 
     def _writer(self) -> None:
-        conn = self._wconn
         pending: list[_Op] = []
         stop = False
         while not stop:
@@ -792,7 +813,7 @@ class CallStore:
                     break
                 self._wake.wait(left)
                 self._wake.clear()
-            if self._commit(conn, pending):
+            if self._commit(pending):
                 pending = []
             elif stop:
                 break
@@ -800,114 +821,25 @@ class CallStore:
                 pending = [op for op in pending if op.fn is not None]
                 time.sleep(1.0)
         if pending:
-            self._commit(conn, pending)
+            self._commit(pending)
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not _STOP:
-                self._commit(conn, [item])
-        conn.close()
+                self._commit([item])
+        self._backend.close()
 
-    def _coalesce(self, ops: list[_Op]) -> list[_Op]:
-        """``ops`` with each call's plain updates folded into its begin or previous update.
-
-        A call's set-up makes a begin and three updates within milliseconds: one INSERT
-        instead of four groups of statements (each a SELECT, an UPDATE and the missed-call
-        check). Only asynchronous updates that neither end the call nor set ``ended_at`` are
-        folded, and only when nothing but events and legs of that call lies between. The ops
-        given are left as they are (a refused batch is redone from them, one by one).
-        """
-        begin, update = CallStore._w_begin, CallStore._w_update
-        out: list[_Op] = []
-        open_: dict[str, int] = {}
-        for op in ops:
-            fn = getattr(op.fn, "__func__", None)
-            if fn is update:
-                call_id, values, ending = op.args
-                at = open_.get(call_id)
-                if at is not None and not ending and not op.sync and "ended_at" not in values:
-                    target = out[at]
-                    if getattr(target.fn, "__func__", None) is begin:
-                        out[at] = _Op(target.fn, ({**target.args[0], **values},), False)
-                    else:
-                        out[at] = _Op(target.fn, (call_id, {**target.args[1], **values}, False), False)
-                    continue
-                if ending or op.sync or "ended_at" in values:
-                    open_.pop(call_id, None)
-                else:
-                    open_[call_id] = len(out)
-            elif fn is begin:
-                values = op.args[0]
-                if op.sync or values.get("ended_at") is not None:
-                    open_.pop(values["id"], None)
-                else:
-                    open_[values["id"]] = len(out)
-            elif fn is not CallStore._w_event and fn is not CallStore._w_leg:
-                open_.clear()
-            out.append(op)
-        return out
-
-    def _apply(self, conn: sqlite3.Connection, ops: list[_Op], changed: list[tuple[str, str]]) -> bool:
-        """Run ``ops`` in the open transaction; False (nothing kept) when one is refused."""
-        for op in ops:
-            if op.fn is None:
-                continue
-            try:
-                op.result = op.fn(conn, *op.args)
-            except (sqlite3.Error, CallStoreError, ValueError, TypeError) as e:
-                if isinstance(e, sqlite3.Error) and _transient(e):
-                    raise
-                return False
-            if isinstance(op.result, _Changed):
-                changed.append((op.result.kind, op.result.key))
-        return True
-
-    def _apply_isolated(self, conn: sqlite3.Connection, ops: list[_Op], changed: list[tuple[str, str]]) -> None:
-        """Run ``ops`` one savepoint each: a refused one is rolled back alone and reported."""
-        for op in ops:
-            if op.fn is None:
-                continue
-            conn.execute("SAVEPOINT op")
-            try:
-                op.result = op.fn(conn, *op.args)
-                conn.execute("RELEASE op")
-                if isinstance(op.result, _Changed):
-                    changed.append((op.result.kind, op.result.key))
-            except (sqlite3.Error, CallStoreError, ValueError, TypeError) as e:
-                if isinstance(e, sqlite3.Error) and _transient(e):
-                    raise
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                op.error = e if isinstance(e, CallStoreError) else CallStoreError(str(e))
-                log.error("call store refused a write: %s", e)
-
-    def _commit(self, conn: sqlite3.Connection, ops: list[_Op]) -> bool:
-        changed: list[tuple[str, str]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            # One savepoint per change doubled the statements of a batch: run the batch
-            # plainly, and only when a change is refused redo it as given, a savepoint each.
-            if not self._apply(conn, self._coalesce(ops), changed):
-                conn.execute("ROLLBACK")
-                changed.clear()
-                conn.execute("BEGIN IMMEDIATE")
-                self._apply_isolated(conn, ops, changed)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_alive', ?)",
-                         (repr(self.clock()),))
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self.last_error = str(e)
-            log.error("call store write failed (%s); %d change(s) kept in memory and retried", e, len(ops))
+    def _commit(self, ops: list[_Op]) -> bool:
+        ok, changed, error = self._backend.commit(ops, self.clock())
+        if not ok:
+            self.last_error = error
+            log.error("call store write failed (%s); %d change(s) kept in memory and retried", error, len(ops))
             for op in ops:
                 op.error = None
                 if op.fn is None and op.done is not None:
-                    op.error = CallStoreError(f"the call store cannot write: {e}")
+                    op.error = CallStoreError(f"the call store cannot write: {error}")
                     op.done.set()
             return False
         self.last_error = ""
@@ -1033,14 +965,14 @@ class CallStore:
                 values["external_number"] = self._norm(values.get("callee_number", ""))
         values["id"] = cid
         values["started_at"] = float(started_at if started_at is not None else self.clock())
-        self._submit(self._w_begin, values)
+        self._submit("_w_begin", values)
         return cid
 
     def update_call(self, call_id: str, **fields_: Any) -> None:
         """Change columns of a call (e.g. ``answered_at``, ``answered_by``, ``queue``)."""
         values = self._check_fields(fields_)
         if values:
-            self._submit(self._w_update, call_id, values, False)
+            self._submit("_w_update", call_id, values, False)
 
     def end_call(self, call_id: str, *, status: str | None = None, hangup_side: str | None = None,
                  hangup_cause: int | None = None, sip_code: int | None = None,
@@ -1055,7 +987,7 @@ class CallStore:
         extra = {"status": status, "hangup_side": hangup_side, "hangup_cause": hangup_cause, "sip_code": sip_code}
         values = self._check_fields({**fields_, **{k: v for k, v in extra.items() if v is not None}})
         values["ended_at"] = float(ended_at if ended_at is not None else self.clock())
-        self._submit(self._w_update, call_id, values, True)
+        self._submit("_w_update", call_id, values, True)
 
     def add_event(self, call_id: str, type: str, *, ts: float | None = None, agent: str = "",
                   queue: str = "", result: str = "", seconds: float | None = None, **data: Any) -> None:
@@ -1069,7 +1001,7 @@ class CallStore:
         except (TypeError, ValueError) as e:
             raise CallStoreError(f"event data is not JSON-serialisable: {e}") from None
         t = float(ts if ts is not None else self.clock())
-        self._submit(self._w_event, (call_id, t, type, agent or "", queue or "", result or "",
+        self._submit("_w_event", (call_id, t, type, agent or "", queue or "", result or "",
                                      None if seconds is None else float(seconds), payload))
 
     def add_leg(self, call_id: str, *, kind: str, endpoint: str = "", role: str, leg_id: str | None = None,
@@ -1081,7 +1013,7 @@ class CallStore:
             raise CallStoreError(f"leg role must be one of {', '.join(LEG_ROLES)}")
         lid = leg_id or uuid.uuid4().hex[:12]
         t = float(started_at if started_at is not None else self.clock())
-        self._submit(self._w_leg, call_id, lid, {"kind": kind, "endpoint": endpoint, "role": role, "started_at": t})
+        self._submit("_w_leg", call_id, lid, {"kind": kind, "endpoint": endpoint, "role": role, "started_at": t})
         return lid
 
     def update_leg(self, call_id: str, leg_id: str, **fields_: Any) -> None:
@@ -1103,7 +1035,7 @@ class CallStore:
             elif k in ("kind", "role", "endpoint") and not isinstance(v, str):
                 raise CallStoreError(f"leg field {k} must be text")
             values[k] = v
-        self._submit(self._w_leg, call_id, leg_id, values)
+        self._submit("_w_leg", call_id, leg_id, values)
 
     def set_note(self, call_id: str, *, disposition: str | None = None, note: str | None = None,
                  tags: Iterable[str] | str | None = None) -> None:
@@ -1126,7 +1058,7 @@ class CallStore:
 
     def recording_deleted(self, path: str, note: str) -> None:
         """Every call linked to recording ``path`` now says it was deleted and why."""
-        self._submit(self._w_rec_deleted, path, note)
+        self._submit("_w_rec_deleted", path, note)
 
     def agent_state(self, agent: str, state: str, reason: str = "", *, at: float | None = None) -> None:
         """Record that ``agent`` is now in ``state`` (closing the previous state's period)."""
@@ -1135,7 +1067,7 @@ class CallStore:
         if not agent:
             raise CallStoreError("agent must be an extension number")
         t = float(at if at is not None else self.clock())
-        self._submit(self._w_agent, agent, state, reason or "", t)
+        self._submit("_w_agent", agent, state, reason or "", t)
 
     def mark_interrupted_calls(self, timeout: float | None = 60.0) -> list[str]:
         """At start-up: calls still in progress were cut by a power loss or a crash.
@@ -1145,165 +1077,11 @@ class CallStore:
         recording still "recording" becomes "interrupted"; open agent states are closed at
         the last commit before the loss. Returns the ids. Blocks until committed.
         """
-        return self._submit(self._w_interrupted, sync=True, timeout=timeout)
-
-    # ------------------------------------------------------------------ writer-side functions
-
-    def _w_begin(self, conn: sqlite3.Connection, values: dict[str, Any]) -> "_Changed":
-        values = dict(values)
-        values["updated_at"] = self.clock()
-        cols = ", ".join(values)
-        conn.execute(f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
-        if values.get("answered_at") is not None:
-            self._close_missed(conn, values["id"])
-        if values.get("ended_at") is not None:
-            self._summaries(conn, values["id"], 1)
-            self._maybe_missed(conn, values["id"])
-        return _Changed("call", values["id"])
-
-    @staticmethod
-    def _summaries(conn: sqlite3.Connection, call_id: str, sign: int) -> None:
-        conn.execute(_UPSERT_CALL_HOURS, {"id": call_id, "sign": sign})
-        conn.execute(_UPSERT_AGENT_DAYS, {"id": call_id, "sign": sign})
-
-    def _w_update(self, conn: sqlite3.Connection, call_id: str, values: dict[str, Any], ending: bool) -> "_Changed":
-        row = conn.execute("SELECT started_at, answered_at, direction, status, external_number, wait_s, "
-                           "talk_s, recording_state, ended_at FROM calls WHERE id = ?", (call_id,)).fetchone()
-        if row is None:
-            raise CallStoreError(f"no call {call_id}")
-        started, answered, direction, status, external, wait_s, talk_s, rec_state, was_ended = row
-        stats = was_ended is not None and (ending or bool(_STAT_FIELDS & set(values)))
-        if stats:
-            self._summaries(conn, call_id, -1)
-        values = dict(values)
-        if "answered_at" in values:
-            answered = values["answered_at"]
-        if ending:
-            ended = values["ended_at"]
-            if "status" not in values:
-                values["status"] = "answered" if answered is not None else (
-                    "missed" if direction == "inbound" else "no_answer")
-            if "talk_s" not in values and talk_s is None:
-                values["talk_s"] = max(0.0, ended - answered) if answered is not None else 0.0
-            if "wait_s" not in values and wait_s is None:
-                values["wait_s"] = max(0.0, (answered if answered is not None else ended) - started)
-            if rec_state == "recording" and "recording_state" not in values:
-                values["recording_state"] = "complete"
-        values["updated_at"] = self.clock()
-        conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
-                     [*values.values(), call_id])
-        if stats or (ending and was_ended is None):
-            self._summaries(conn, call_id, 1)
-        # the row read above already tells whether the missed-call book is concerned: an
-        # internal call (no external number) skips both look-ups
-        external = values.get("external_number", external)
-        direction = values.get("direction", direction)
-        if answered is not None:
-            self._close_missed(conn, call_id, (external, answered, direction))
-        if ending and external and direction == "inbound" and answered is None \
-                and values.get("status", status) in MISSED_STATUSES:
-            self._maybe_missed(conn, call_id)
-        return _Changed("call", call_id)
-
-    def _close_missed(self, conn: sqlite3.Connection, call_id: str,
-                      known: tuple[Any, Any, Any] | None = None) -> None:
-        row = known if known is not None else conn.execute(
-            "SELECT external_number, answered_at, direction FROM calls WHERE id = ?", (call_id,)).fetchone()
-        if row is None or not row[0] or row[1] is None:
-            return
-        number, answered, direction = row
-        conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, "
-                     "callback_s = max(0, ? - first_missed_at), closed_direction = ? "
-                     "WHERE number = ? AND closed_at IS NULL AND first_missed_at <= ?",
-                     (answered, call_id, answered, direction, number, answered))
-
-    def _maybe_missed(self, conn: sqlite3.Connection, call_id: str) -> None:
-        row = conn.execute("SELECT external_number, direction, status, answered_at, started_at, ended_at, queue "
-                           "FROM calls WHERE id = ?", (call_id,)).fetchone()
-        number, direction, status, answered, started, ended, q = row
-        if not number or direction != "inbound" or answered is not None or status not in MISSED_STATUSES:
-            return
-        reached = conn.execute("SELECT id, answered_at, direction FROM calls WHERE external_number = ? "
-                               "AND answered_at >= ? AND id != ? ORDER BY answered_at LIMIT 1",
-                               (number, started, call_id)).fetchone()
-        open_row = conn.execute("SELECT id FROM missed_calls WHERE number = ? AND closed_at IS NULL",
-                                (number,)).fetchone()
-        if open_row is not None:
-            mid = open_row[0]
-            conn.execute("UPDATE missed_calls SET last_missed_at = max(last_missed_at, ?), count = count + 1, "
-                         "last_call_id = ?, queue = CASE WHEN ? != '' THEN ? ELSE queue END WHERE id = ?",
-                         (started, call_id, q, q, mid))
-        else:
-            cur = conn.execute("INSERT INTO missed_calls (number, first_missed_at, last_missed_at, count, "
-                               "last_call_id, queue) VALUES (?, ?, ?, 1, ?, ?)", (number, started, started, call_id, q))
-            mid = cur.lastrowid
-        conn.execute("INSERT OR IGNORE INTO missed_call_links (missed_id, call_id) VALUES (?, ?)", (mid, call_id))
-        if reached is not None:
-            conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, callback_s = max(0, ? - first_missed_at), "
-                         "closed_direction = ? WHERE id = ?", (reached[1], reached[0], reached[1], reached[2], mid))
-
-    def _w_event(self, conn: sqlite3.Connection, row: tuple) -> None:
-        cur = conn.execute("INSERT INTO call_events (call_id, ts, type, agent, queue, result, seconds, data) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-        if row[2] == "agent_ring" and row[3]:
-            conn.execute(_UPSERT_RING_DAYS, {"id": cur.lastrowid, "sign": 1})
-
-    def _w_leg(self, conn: sqlite3.Connection, call_id: str, leg_id: str, values: dict[str, Any]) -> None:
-        # one upsert: a new leg is inserted, a known one gets the given columns
-        sets = ", ".join(f"{k} = excluded.{k}" for k in values)
-        values = {"call_id": call_id, "leg_id": leg_id, **values}
-        conn.execute(f"INSERT INTO call_legs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) "
-                     f"ON CONFLICT (call_id, leg_id) DO {'UPDATE SET ' + sets if sets else 'NOTHING'}",
-                     list(values.values()))
-
-    def _w_rec_deleted(self, conn: sqlite3.Connection, path: str, note: str) -> None:
-        conn.execute("UPDATE calls SET recording_state = 'deleted', recording_note = ?, updated_at = ? "
-                     "WHERE recording_path = ?", (note, self.clock(), path))
-
-    def _w_agent(self, conn: sqlite3.Connection, agent: str, state: str, reason: str, t: float) -> "_Changed | None":
-        cur = conn.execute("SELECT id, state, reason FROM agent_states WHERE agent = ? AND ended_at IS NULL",
-                           (agent,)).fetchall()
-        if len(cur) == 1 and cur[0][1] == state and cur[0][2] == reason:
-            return None
-        self._close_states(conn, t, agent)
-        conn.execute("INSERT INTO agent_states (agent, state, reason, started_at) VALUES (?, ?, ?, ?)",
-                     (agent, state, reason, t))
-        return _Changed("agent", agent)
-
-    def _w_interrupted(self, conn: sqlite3.Connection) -> list[str]:
-        alive = conn.execute("SELECT value FROM meta WHERE key = 'last_alive'").fetchone()
-        last_alive = float(alive[0]) if alive else None
-        ids = [r[0] for r in conn.execute("SELECT id FROM calls WHERE status = 'in_progress'")]
-        for cid in ids:
-            started, answered, direction, rec = conn.execute(
-                "SELECT started_at, answered_at, direction, recording_state FROM calls WHERE id = ?", (cid,)).fetchone()
-            last_ev = conn.execute("SELECT max(ts) FROM call_events WHERE call_id = ?", (cid,)).fetchone()[0]
-            last_leg = conn.execute("SELECT max(max(coalesce(started_at, 0), coalesce(answered_at, 0), "
-                                    "coalesce(ended_at, 0))) FROM call_legs WHERE call_id = ?", (cid,)).fetchone()[0]
-            ended = max(x for x in (started, answered, last_ev, last_leg) if x is not None)
-            status = "answered" if answered is not None else ("missed" if direction == "inbound" else "failed")
-            values: dict[str, Any] = {"ended_at": ended, "status": status, "interrupted": 1, "hangup_side": "system"}
-            if rec == "recording":
-                values["recording_state"] = "interrupted"
-                values["recording_note"] = "the box stopped during the call; the file was repaired at start-up"
-            self._w_update(conn, cid, values, True)
-        end = last_alive if last_alive is not None else self.clock()
-        self._close_states(conn, end)
-        return ids
-
-    @staticmethod
-    def _close_states(conn: sqlite3.Connection, t: float, agent: str | None = None) -> None:
-        sql = "SELECT id, agent, state, reason, started_at FROM agent_states WHERE ended_at IS NULL"
-        rows = conn.execute(sql + (" AND agent = ?" if agent is not None else ""),
-                            (agent,) if agent is not None else ()).fetchall()
-        for rid, ag, state, reason, started in rows:
-            end = max(started, t)
-            conn.execute("UPDATE agent_states SET ended_at = ? WHERE id = ?", (end, rid))
-            _add_state_days(conn, ag, state, reason, started, end)
+        return self._submit("_w_interrupted", sync=True, timeout=timeout)
 
     def rebuild_summaries(self, timeout: float | None = 300.0) -> None:
         """Recompute the report summaries from the raw tables (after a salvage or an import)."""
-        self._submit(lambda conn: rebuild_summaries(conn), sync=True, timeout=timeout)
+        self._submit("_w_rebuild", sync=True, timeout=timeout)
 
     # ------------------------------------------------------------------ calls: reads
 
@@ -1399,19 +1177,19 @@ class CallStore:
         for k in ("nat", "reachable"):
             if values.get(k) is not None:
                 values[k] = 1 if values[k] else 0
-        self._submit(self._w_replace, "registrations", values)
+        self._submit("_w_replace", "registrations", values)
 
     def delete_registration(self, extension: str, key: str | None = None) -> None:
         """Remove one binding (by its key: instance or contact), or every binding of an extension."""
         if key is None:
-            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ?", (extension,))
+            self._submit("_w_sql", "DELETE FROM registrations WHERE extension = ?", (extension,))
         else:
-            self._submit(self._w_sql, "DELETE FROM registrations WHERE extension = ? AND key = ?", (extension, key))
+            self._submit("_w_sql", "DELETE FROM registrations WHERE extension = ? AND key = ?", (extension, key))
 
     def expire_registrations(self, now: float | None = None) -> None:
         """Drop registrations whose ``expires_at`` has passed."""
         t = self.clock() if now is None else now
-        self._submit(self._w_sql, "DELETE FROM registrations WHERE expires_at <= ?", (t,))
+        self._submit("_w_sql", "DELETE FROM registrations WHERE expires_at <= ?", (t,))
 
     def registrations(self, extension: str | None = None, *, now: float | None = None) -> list[Registration]:
         """Registrations still valid at ``now`` (all extensions, or one)."""
@@ -1436,12 +1214,280 @@ class CallStore:
 
     def save_ban(self, ip: str, reason: str, banned_at: float, until: float) -> None:
         """Store (or extend) a ban."""
-        self._submit(self._w_replace, "bans", {"ip": ip, "reason": reason, "banned_at": float(banned_at),
+        self._submit("_w_replace", "bans", {"ip": ip, "reason": reason, "banned_at": float(banned_at),
                                                "until": float(until)})
 
     def delete_ban(self, ip: str) -> None:
         """Lift a ban."""
-        self._submit(self._w_sql, "DELETE FROM bans WHERE ip = ?", (ip,))
+        self._submit("_w_sql", "DELETE FROM bans WHERE ip = ?", (ip,))
+
+class _Writer:
+    """The write side of a call store: one connection, each batch of changes applied in one
+    transaction. Runs on the store's writer thread, or in the writer process."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.now = 0.0
+        """The store's clock when the batch was taken: the time stamps of its changes."""
+
+    def _coalesce(self, ops: list[_Op]) -> list[_Op]:
+        """``ops`` with each call's plain updates folded into its begin or previous update.
+
+        A call's set-up makes a begin and three updates within milliseconds: one INSERT
+        instead of four groups of statements (each a SELECT, an UPDATE and the missed-call
+        check). Only asynchronous updates that neither end the call nor set ``ended_at`` are
+        folded, and only when nothing but events and legs of that call lies between. The ops
+        given are left as they are (a refused batch is redone from them, one by one).
+        """
+        out: list[_Op] = []
+        open_: dict[str, int] = {}
+        for op in ops:
+            fn = op.fn
+            if fn == "_w_update":
+                call_id, values, ending = op.args
+                at = open_.get(call_id)
+                if at is not None and not ending and not op.sync and "ended_at" not in values:
+                    target = out[at]
+                    if target.fn == "_w_begin":
+                        out[at] = _Op(target.fn, ({**target.args[0], **values},), False)
+                    else:
+                        out[at] = _Op(target.fn, (call_id, {**target.args[1], **values}, False), False)
+                    continue
+                if ending or op.sync or "ended_at" in values:
+                    open_.pop(call_id, None)
+                else:
+                    open_[call_id] = len(out)
+            elif fn == "_w_begin":
+                values = op.args[0]
+                if op.sync or values.get("ended_at") is not None:
+                    open_.pop(values["id"], None)
+                else:
+                    open_[values["id"]] = len(out)
+            elif fn != "_w_event" and fn != "_w_leg":
+                open_.clear()
+            out.append(op)
+        return out
+
+    def _apply(self, ops: list[_Op], changed: list[tuple[str, str]]) -> bool:
+        """Run ``ops`` in the open transaction; False (nothing kept) when one is refused."""
+        for op in ops:
+            if op.fn is None:
+                continue
+            try:
+                op.result = getattr(self, op.fn)(self.conn, *op.args)
+            except (sqlite3.Error, CallStoreError, ValueError, TypeError) as e:
+                if isinstance(e, sqlite3.Error) and _transient(e):
+                    raise
+                return False
+            if isinstance(op.result, _Changed):
+                changed.append((op.result.kind, op.result.key))
+        return True
+
+    def _apply_isolated(self, ops: list[_Op], changed: list[tuple[str, str]]) -> None:
+        """Run ``ops`` one savepoint each: a refused one is rolled back alone and reported."""
+        for op in ops:
+            if op.fn is None:
+                continue
+            conn = self.conn
+            conn.execute("SAVEPOINT op")
+            try:
+                op.result = getattr(self, op.fn)(self.conn, *op.args)
+                conn.execute("RELEASE op")
+                if isinstance(op.result, _Changed):
+                    changed.append((op.result.kind, op.result.key))
+            except (sqlite3.Error, CallStoreError, ValueError, TypeError) as e:
+                if isinstance(e, sqlite3.Error) and _transient(e):
+                    raise
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                op.error = e if isinstance(e, CallStoreError) else CallStoreError(str(e))
+                log.error("call store refused a write: %s", e)
+
+    def commit(self, ops: list[_Op], now: float) -> tuple[bool, list[tuple[str, str]], str]:
+        """Apply ``ops`` in one transaction: (committed, changed keys, error of a failed batch).
+        Sets each op's ``result`` and, for a change refused alone, its ``error``."""
+        conn = self.conn
+        self.now = now
+        changed: list[tuple[str, str]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # One savepoint per change doubled the statements of a batch: run the batch
+            # plainly, and only when a change is refused redo it as given, a savepoint each.
+            if not self._apply(self._coalesce(ops), changed):
+                conn.execute("ROLLBACK")
+                changed.clear()
+                conn.execute("BEGIN IMMEDIATE")
+                self._apply_isolated(ops, changed)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_alive', ?)",
+                         (repr(self.now),))
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return False, [], str(e)
+        return True, changed, ""
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+    def _w_begin(self, conn: sqlite3.Connection, values: dict[str, Any]) -> "_Changed":
+        values = dict(values)
+        values["updated_at"] = self.now
+        cols = ", ".join(values)
+        conn.execute(f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
+        if values.get("answered_at") is not None:
+            self._close_missed(conn, values["id"])
+        if values.get("ended_at") is not None:
+            self._summaries(conn, values["id"], 1)
+            self._maybe_missed(conn, values["id"])
+        return _Changed("call", values["id"])
+
+    @staticmethod
+    def _summaries(conn: sqlite3.Connection, call_id: str, sign: int) -> None:
+        conn.execute(_UPSERT_CALL_HOURS, {"id": call_id, "sign": sign})
+        conn.execute(_UPSERT_AGENT_DAYS, {"id": call_id, "sign": sign})
+
+    def _w_update(self, conn: sqlite3.Connection, call_id: str, values: dict[str, Any], ending: bool) -> "_Changed":
+        row = conn.execute("SELECT started_at, answered_at, direction, status, external_number, wait_s, "
+                           "talk_s, recording_state, ended_at FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            raise CallStoreError(f"no call {call_id}")
+        started, answered, direction, status, external, wait_s, talk_s, rec_state, was_ended = row
+        stats = was_ended is not None and (ending or bool(_STAT_FIELDS & set(values)))
+        if stats:
+            self._summaries(conn, call_id, -1)
+        values = dict(values)
+        if "answered_at" in values:
+            answered = values["answered_at"]
+        if ending:
+            ended = values["ended_at"]
+            if "status" not in values:
+                values["status"] = "answered" if answered is not None else (
+                    "missed" if direction == "inbound" else "no_answer")
+            if "talk_s" not in values and talk_s is None:
+                values["talk_s"] = max(0.0, ended - answered) if answered is not None else 0.0
+            if "wait_s" not in values and wait_s is None:
+                values["wait_s"] = max(0.0, (answered if answered is not None else ended) - started)
+            if rec_state == "recording" and "recording_state" not in values:
+                values["recording_state"] = "complete"
+        values["updated_at"] = self.now
+        conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                     [*values.values(), call_id])
+        if stats or (ending and was_ended is None):
+            self._summaries(conn, call_id, 1)
+        # the row read above already tells whether the missed-call book is concerned: an
+        # internal call (no external number) skips both look-ups
+        external = values.get("external_number", external)
+        direction = values.get("direction", direction)
+        if answered is not None:
+            self._close_missed(conn, call_id, (external, answered, direction))
+        if ending and external and direction == "inbound" and answered is None \
+                and values.get("status", status) in MISSED_STATUSES:
+            self._maybe_missed(conn, call_id)
+        return _Changed("call", call_id)
+
+    def _close_missed(self, conn: sqlite3.Connection, call_id: str,
+                      known: tuple[Any, Any, Any] | None = None) -> None:
+        row = known if known is not None else conn.execute(
+            "SELECT external_number, answered_at, direction FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None or not row[0] or row[1] is None:
+            return
+        number, answered, direction = row
+        conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, "
+                     "callback_s = max(0, ? - first_missed_at), closed_direction = ? "
+                     "WHERE number = ? AND closed_at IS NULL AND first_missed_at <= ?",
+                     (answered, call_id, answered, direction, number, answered))
+
+    def _maybe_missed(self, conn: sqlite3.Connection, call_id: str) -> None:
+        row = conn.execute("SELECT external_number, direction, status, answered_at, started_at, ended_at, queue "
+                           "FROM calls WHERE id = ?", (call_id,)).fetchone()
+        number, direction, status, answered, started, ended, q = row
+        if not number or direction != "inbound" or answered is not None or status not in MISSED_STATUSES:
+            return
+        reached = conn.execute("SELECT id, answered_at, direction FROM calls WHERE external_number = ? "
+                               "AND answered_at >= ? AND id != ? ORDER BY answered_at LIMIT 1",
+                               (number, started, call_id)).fetchone()
+        open_row = conn.execute("SELECT id FROM missed_calls WHERE number = ? AND closed_at IS NULL",
+                                (number,)).fetchone()
+        if open_row is not None:
+            mid = open_row[0]
+            conn.execute("UPDATE missed_calls SET last_missed_at = max(last_missed_at, ?), count = count + 1, "
+                         "last_call_id = ?, queue = CASE WHEN ? != '' THEN ? ELSE queue END WHERE id = ?",
+                         (started, call_id, q, q, mid))
+        else:
+            cur = conn.execute("INSERT INTO missed_calls (number, first_missed_at, last_missed_at, count, "
+                               "last_call_id, queue) VALUES (?, ?, ?, 1, ?, ?)", (number, started, started, call_id, q))
+            mid = cur.lastrowid
+        conn.execute("INSERT OR IGNORE INTO missed_call_links (missed_id, call_id) VALUES (?, ?)", (mid, call_id))
+        if reached is not None:
+            conn.execute("UPDATE missed_calls SET closed_at = ?, closed_by_call = ?, callback_s = max(0, ? - first_missed_at), "
+                         "closed_direction = ? WHERE id = ?", (reached[1], reached[0], reached[1], reached[2], mid))
+
+    def _w_event(self, conn: sqlite3.Connection, row: tuple) -> None:
+        cur = conn.execute("INSERT INTO call_events (call_id, ts, type, agent, queue, result, seconds, data) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if row[2] == "agent_ring" and row[3]:
+            conn.execute(_UPSERT_RING_DAYS, {"id": cur.lastrowid, "sign": 1})
+
+    def _w_leg(self, conn: sqlite3.Connection, call_id: str, leg_id: str, values: dict[str, Any]) -> None:
+        # one upsert: a new leg is inserted, a known one gets the given columns
+        sets = ", ".join(f"{k} = excluded.{k}" for k in values)
+        values = {"call_id": call_id, "leg_id": leg_id, **values}
+        conn.execute(f"INSERT INTO call_legs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) "
+                     f"ON CONFLICT (call_id, leg_id) DO {'UPDATE SET ' + sets if sets else 'NOTHING'}",
+                     list(values.values()))
+
+    def _w_rec_deleted(self, conn: sqlite3.Connection, path: str, note: str) -> None:
+        conn.execute("UPDATE calls SET recording_state = 'deleted', recording_note = ?, updated_at = ? "
+                     "WHERE recording_path = ?", (note, self.now, path))
+
+    def _w_agent(self, conn: sqlite3.Connection, agent: str, state: str, reason: str, t: float) -> "_Changed | None":
+        cur = conn.execute("SELECT id, state, reason FROM agent_states WHERE agent = ? AND ended_at IS NULL",
+                           (agent,)).fetchall()
+        if len(cur) == 1 and cur[0][1] == state and cur[0][2] == reason:
+            return None
+        self._close_states(conn, t, agent)
+        conn.execute("INSERT INTO agent_states (agent, state, reason, started_at) VALUES (?, ?, ?, ?)",
+                     (agent, state, reason, t))
+        return _Changed("agent", agent)
+
+    def _w_interrupted(self, conn: sqlite3.Connection) -> list[str]:
+        alive = conn.execute("SELECT value FROM meta WHERE key = 'last_alive'").fetchone()
+        last_alive = float(alive[0]) if alive else None
+        ids = [r[0] for r in conn.execute("SELECT id FROM calls WHERE status = 'in_progress'")]
+        for cid in ids:
+            started, answered, direction, rec = conn.execute(
+                "SELECT started_at, answered_at, direction, recording_state FROM calls WHERE id = ?", (cid,)).fetchone()
+            last_ev = conn.execute("SELECT max(ts) FROM call_events WHERE call_id = ?", (cid,)).fetchone()[0]
+            last_leg = conn.execute("SELECT max(max(coalesce(started_at, 0), coalesce(answered_at, 0), "
+                                    "coalesce(ended_at, 0))) FROM call_legs WHERE call_id = ?", (cid,)).fetchone()[0]
+            ended = max(x for x in (started, answered, last_ev, last_leg) if x is not None)
+            status = "answered" if answered is not None else ("missed" if direction == "inbound" else "failed")
+            values: dict[str, Any] = {"ended_at": ended, "status": status, "interrupted": 1, "hangup_side": "system"}
+            if rec == "recording":
+                values["recording_state"] = "interrupted"
+                values["recording_note"] = "the box stopped during the call; the file was repaired at start-up"
+            self._w_update(conn, cid, values, True)
+        end = last_alive if last_alive is not None else self.now
+        self._close_states(conn, end)
+        return ids
+
+    @staticmethod
+    def _close_states(conn: sqlite3.Connection, t: float, agent: str | None = None) -> None:
+        sql = "SELECT id, agent, state, reason, started_at FROM agent_states WHERE ended_at IS NULL"
+        rows = conn.execute(sql + (" AND agent = ?" if agent is not None else ""),
+                            (agent,) if agent is not None else ()).fetchall()
+        for rid, ag, state, reason, started in rows:
+            end = max(started, t)
+            conn.execute("UPDATE agent_states SET ended_at = ? WHERE id = ?", (end, rid))
+            _add_state_days(conn, ag, state, reason, started, end)
+
+    @staticmethod
+    def _w_rebuild(conn: sqlite3.Connection) -> None:
+        rebuild_summaries(conn)
 
     def _w_replace(self, conn: sqlite3.Connection, table: str, values: dict[str, Any]) -> None:
         conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
@@ -1449,6 +1495,133 @@ class CallStore:
 
     def _w_sql(self, conn: sqlite3.Connection, sql: str, params: tuple) -> None:
         conn.execute(sql, params)
+
+
+class _WriterProcess:
+    """The writer in a process of its own, so that its Python work between SQLite statements
+    no longer takes the interpreter lock from the event loop (a tenth of the loop's time per
+    call at 400 calls/s, tools/bench/results/sip.md round 7). The store's writer thread sends
+    each batch as one pickled frame on the child's stdin and reads the outcome back; the child
+    applies it with the same :class:`_Writer`. A child that dies is started again and the
+    batch retried; the child stops when its stdin closes, so it never outlives the box."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.proc: subprocess.Popen | None = None
+        self._start()
+
+    def _start(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.Popen([sys.executable, "-c", "from firmware.store.calls import serve_writer; serve_writer()",
+                                 self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root)
+        self.proc = proc
+        try:
+            ready = _recv_frame(proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            ready = e
+        if ready != "ready":
+            code = self._reap()
+            raise CallStoreError(f"the writer process did not start (exit status {code})")
+
+    def _reap(self) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def commit(self, ops: list[_Op], now: float) -> tuple[bool, list[tuple[str, str]], str]:
+        if self.proc is None:
+            try:
+                self._start()
+            except (OSError, CallStoreError) as e:
+                return False, [], str(e)
+        assert self.proc is not None
+        try:
+            data = pickle.dumps(([(op.fn, op.args) for op in ops], now), pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            # The public methods only queue plain values; anything else is refused alone
+            # instead of holding the whole batch back for ever.
+            ops = [op for op in ops if self._picklable(op)]
+            data = pickle.dumps(([(op.fn, op.args) for op in ops], now), pickle.HIGHEST_PROTOCOL)
+        try:
+            self.proc.stdin.write(struct.pack("!I", len(data)) + data)
+            self.proc.stdin.flush()
+            ok, outcomes, changed, error = _recv_frame(self.proc.stdout)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+            code = self._reap()
+            return False, [], f"the call store's writer process stopped (exit status {code})"
+        for op, (result, err) in zip(ops, outcomes):
+            op.result, op.error = result, err
+        return ok, changed, error
+
+    @staticmethod
+    def _picklable(op: _Op) -> bool:
+        try:
+            pickle.dumps((op.fn, op.args))
+            return True
+        except Exception as e:
+            op.error = CallStoreError(f"a change the writer process cannot take: {e}")
+            log.error("call store refused a write: %s", op.error)
+            return False
+
+    def close(self) -> None:
+        code = self._reap()
+        if code:
+            log.error("the call store's writer process ended with status %s", code)
+
+
+def _send_frame(f: Any, obj: Any) -> None:
+    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    f.write(struct.pack("!I", len(data)) + data)
+    f.flush()
+
+
+def _recv_frame(f: Any) -> Any:
+    head = f.read(4)
+    if len(head) < 4:
+        raise EOFError("the other side closed the pipe")
+    (n,) = struct.unpack("!I", head)
+    data = f.read(n)
+    if len(data) < n:
+        raise EOFError("the other side closed the pipe mid-frame")
+    return pickle.loads(data)
+
+
+def serve_writer() -> None:
+    """Main of the call store's writer process (see :class:`_WriterProcess`): batches from
+    stdin, outcomes to stdout, until stdin closes. Interrupts are the parent's to handle: a
+    Ctrl-C or a service stop reaches the whole process group, and the writer must finish the
+    batch it holds and leave when the box closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    inp = sys.stdin.buffer
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the frames
+    logging.basicConfig(level=logging.INFO, format="call store writer: %(levelname)s %(message)s")
+    writer = _Writer(_connect(sys.argv[1]))
+    _send_frame(out, "ready")
+    try:
+        while True:
+            try:
+                batch, now = _recv_frame(inp)
+            except EOFError:
+                break
+            ops = [_Op(fn, args, False) for fn, args in batch]
+            ok, changed, error = writer.commit(ops, now)
+            _send_frame(out, (ok, [(op.result, op.error) for op in ops], changed, error))
+    finally:
+        writer.close()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from firmware.store.calls import CallStore
 from firmware.store.config_store import ConfigStore
 from tests.conftest import ROOT
@@ -27,7 +29,8 @@ CONFIG_WRITER = textwrap.dedent("""
 CALL_WRITER = textwrap.dedent("""
     import sys
     from firmware.store.calls import CallStore
-    s = CallStore(sys.argv[1], commit_interval=0.02)
+    s = CallStore(sys.argv[1], commit_interval=0.02, writer=sys.argv[3])
+    assert s.writer == sys.argv[3]
     n = int(sys.argv[2])
     while True:
         for _ in range(25):
@@ -43,8 +46,16 @@ CALL_WRITER = textwrap.dedent("""
 
 
 def _child(script: str, *args: str) -> subprocess.Popen:
+    # a session of its own: SIGKILL to the group takes the box and its call-store writer
+    # process down at the same instant, as a power cut does
     return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+
+
+def _power_cut(proc: subprocess.Popen) -> str:
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=10)
+    return out
 
 
 def _read_until(proc: subprocess.Popen, count: int, timeout: float = 30.0) -> list[str]:
@@ -85,17 +96,17 @@ def test_config_file_is_old_or_new_after_kill_mid_write(tmp_path):
         last = value
 
 
-def test_call_store_keeps_every_flushed_call_after_kill(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_call_store_keeps_every_flushed_call_after_kill(tmp_path, writer):
     """Calls reported flushed before SIGKILL are all there after reopening, complete."""
     db = tmp_path / "calls.sqlite"
     n = 0
     for round_ in range(3):
-        proc = _child(CALL_WRITER, str(db), str(n))
+        proc = _child(CALL_WRITER, str(db), str(n), writer)
         lines = _read_until(proc, 3 + round_)
         assert len(lines) == 3 + round_, lines
         time.sleep(0.01 * round_)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
+        out = _power_cut(proc)
         flushed = int((lines + out.split())[-1])
         store = CallStore(db)
         try:
@@ -115,12 +126,13 @@ def test_call_store_keeps_every_flushed_call_after_kill(tmp_path):
     assert n >= 3 * 25
 
 
-def test_power_loss_mid_call_marks_calls_interrupted(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_power_loss_mid_call_marks_calls_interrupted(tmp_path, writer):
     db = tmp_path / "calls.sqlite"
     script = textwrap.dedent("""
         import sys, time
         from firmware.store.calls import CallStore
-        s = CallStore(sys.argv[1])
+        s = CallStore(sys.argv[1], writer=sys.argv[2])
         done = s.begin_call(direction="inbound", caller_number="+48600000001", started_at=100.0)
         s.end_call(done, ended_at=160.0, status="answered")
         live = s.begin_call(direction="inbound", caller_number="+48600000002", started_at=200.0, call_id="live")
@@ -132,10 +144,9 @@ def test_power_loss_mid_call_marks_calls_interrupted(tmp_path):
         print("flushed", flush=True)
         time.sleep(60)
     """)
-    proc = _child(script, str(db))
+    proc = _child(script, str(db), writer)
     assert _read_until(proc, 1) == ["flushed"]
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
+    _power_cut(proc)
     with CallStore(db) as store:
         assert store.mark_interrupted_calls() == ["live"]
         c = store.get_call("live")

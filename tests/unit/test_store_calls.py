@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from firmware.store.calls import CallStore, CallStoreError, Registration, normalize_number
+from firmware.store.calls import CallStore, CallStoreError, Registration, _connect, normalize_number
 
 T0 = 1_780_000_000.0
 
@@ -18,9 +18,11 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = CallStore(tmp_path / "calls.sqlite", clock=Clock(), country_code="48")
+@pytest.fixture(params=["thread", "process"])
+def store(tmp_path, request):
+    # the box writes from a process of its own; the thread is the fallback (and the tools')
+    s = CallStore(tmp_path / "calls.sqlite", clock=Clock(), country_code="48", writer=request.param)
+    assert s.writer == request.param
     yield s
     s.close()
 
@@ -75,7 +77,8 @@ def test_call_ids_are_unique_uuids_in_the_order_the_calls_began(store):
 
 def test_pragmas_wal_and_full_sync(store):
     assert store.query("PRAGMA journal_mode")[0][0] == "wal"
-    conn = store._wconn
+    # both writers open their connection with _connect
+    conn = store._backend.conn if store.writer == "thread" else _connect(store.path)
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
@@ -336,12 +339,13 @@ def test_newer_schema_is_refused(tmp_path):
         CallStore(db)
 
 
-def test_writes_never_wait_for_the_disk(tmp_path):
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_writes_never_wait_for_the_disk(tmp_path, writer):
     """While another connection holds the database's write lock, writes still return at once;
     they are committed when the lock goes, and flush() waits for that."""
     import time
     path = tmp_path / "c.sqlite"
-    s = CallStore(path, commit_interval=0.01)
+    s = CallStore(path, commit_interval=0.01, writer=writer)
     try:
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
@@ -361,8 +365,45 @@ def test_writes_never_wait_for_the_disk(tmp_path):
 
 def test_a_failing_write_is_dropped_without_blocking_the_others(store):
     before = store.begin_call(direction="inbound", caller_number="600100200", started_at=T0)
-    store._submit(lambda conn: conn.execute("UPDATE calls SET no_such_column = 1"))
+    store._submit("_w_sql", "UPDATE calls SET no_such_column = 1", ())
     after = store.begin_call(direction="inbound", caller_number="600100201", started_at=T0 + 1)
     store.flush()
     assert store.get_call(before) is not None and store.get_call(after) is not None
     assert store.last_error == ""
+
+
+def test_a_killed_writer_process_is_started_again_and_loses_nothing(tmp_path):
+    import signal
+    import time
+    s = CallStore(tmp_path / "c.sqlite", commit_interval=0.01, writer="process")
+    try:
+        first = s.begin_call(direction="inbound", caller_number="600100200", started_at=T0)
+        s.flush()
+        old = s._backend.proc
+        old.send_signal(signal.SIGINT)  # a Ctrl-C reaches the whole process group: ignored
+        second = s.begin_call(direction="inbound", caller_number="600100201", started_at=T0 + 1)
+        s.flush()
+        assert old.poll() is None
+        old.kill()
+        old.wait()
+        third = s.begin_call(direction="inbound", caller_number="600100202", started_at=T0 + 2)
+        with pytest.raises(CallStoreError, match="writer process stopped"):
+            s.flush()
+        deadline = time.monotonic() + 15
+        while s.get_call(third) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s.flush()
+        assert [s.get_call(c).caller_number for c in (first, second, third)] == ["600100200", "600100201", "600100202"]
+        assert s.last_error == "" and s._backend.proc.pid != old.pid
+    finally:
+        s.close()
+
+
+def test_closing_the_store_ends_its_writer_process(tmp_path):
+    s = CallStore(tmp_path / "c.sqlite", writer="process")
+    proc = s._backend.proc
+    cid = s.begin_call(direction="internal", from_extension="201", to_extension="202")
+    s.close()
+    assert proc.returncode == 0
+    with CallStore(tmp_path / "c.sqlite") as again:
+        assert again.get_call(cid).from_extension == "201"

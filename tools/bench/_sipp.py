@@ -83,6 +83,21 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the box's call-store writer is a child process)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
 def tree_cpu_seconds(pids: list[int]) -> float:
     """Sum of cpu_seconds over several processes (Kamailio forks workers); gone ones count 0."""
     total = 0.0
@@ -352,7 +367,7 @@ class Box:
         return self.proc.pid
 
     def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+        return tree_cpu_seconds(descendants(self.proc.pid))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

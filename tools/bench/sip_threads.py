@@ -5,7 +5,8 @@ box from /proc/<pid>/task over the whole run (offered load, hold, drain), per co
 
     tools/bench/sip_threads.py 150,200 out.json
 
-Threads: "main" (asyncio), pbx-engine, pbx-recwriter, and python (the call store's writer).
+Threads: "main" (asyncio), pbx-engine, pbx-recwriter, python (the call store's writer thread) and
+the threads of child processes (the call store's writer process, also named python).
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sip  # noqa: E402
-from _sipp import CLK_TCK  # noqa: E402
+from _sipp import CLK_TCK, descendants  # noqa: E402
 
 
 def threads(pid: int) -> dict[int, tuple[str, float, int]]:
     out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        base = f"/proc/{pid}/task/{tid}"
+    for p, tid in ((p, t) for p in descendants(pid) for t in os.listdir(f"/proc/{p}/task")):
+        base = f"/proc/{p}/task/{tid}"
         try:
             comm = open(f"{base}/comm").read().strip()
             f = open(f"{base}/stat").read().rsplit(")", 1)[1].split()
