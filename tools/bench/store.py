@@ -8,8 +8,11 @@ Each variant writes the same N calls (as the box writes an answered internal cal
 two legs, five events, answer and end, legs answered and ended) through CallStore, once into
 an empty store and once into a copy of the realistic store of M calls that
 tools/bench/reports.py generates (cached; default 200,000). Reported: calls written per
-second (wall time from the first call to the flush, synchronous=FULL as shipped) and the
-process CPU per call; ratios against the random-id variants.
+second (wall time from the first call to the flush, synchronous=FULL as shipped), the CPU
+per call of the writing process (the box's, where its event loop runs) and of the writer
+process; ratios against the random-id variant, and the writing process's CPU per call
+against the writer thread the box used before (``CallStore(writer="thread")``), which runs
+the SQLite statements inside the writing process.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -30,11 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from firmware.store.calls import CallStore  # noqa: E402
 
-VARIANTS = {"shipped": {"ids": "time-ordered"}, "random_ids": {"ids": "uuid4"}}
+VARIANTS = {"shipped": {"ids": "time-ordered", "writer": "process"},
+            "thread_writer": {"ids": "time-ordered", "writer": "thread"},
+            "random_ids": {"ids": "uuid4", "writer": "process"}}
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def write_calls(path: Path, n: int, variant: dict, t0: float) -> dict:
-    store = CallStore(path)
+    k0 = _children_cpu()
+    store = CallStore(path, writer=variant["writer"])
+    assert store.writer == variant["writer"]
     try:
         c0, w0 = time.process_time(), time.perf_counter()
         for i in range(n):
@@ -59,8 +72,9 @@ def write_calls(path: Path, n: int, variant: dict, t0: float) -> dict:
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     finally:
         store.close()
+    child = _children_cpu() - k0  # the writer process, reaped by close()
     return {"calls": n, "calls_per_s": round(n / wall, 1), "cpu_ms_per_call": round(1000 * cpu / n, 3),
-            "wall_s": round(wall, 2)}
+            "writer_process_cpu_ms_per_call": round(1000 * child / n, 3), "wall_s": round(wall, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                     if p.exists():
                         p.unlink()
             out["ratio_vs_random_ids"] = round(out["shipped"]["calls_per_s"] / out["random_ids"]["calls_per_s"], 2)
-    print(f"| store | {' | '.join(VARIANTS)} | shipped vs random ids |")
-    print("|---|" + "---|" * (len(VARIANTS) + 1))
+            out["box_cpu_ratio_vs_thread_writer"] = round(out["shipped"]["cpu_ms_per_call"]
+                                                          / out["thread_writer"]["cpu_ms_per_call"], 2)
+    print(f"| store | {' | '.join(VARIANTS)} | shipped vs random ids (calls/s) | box process CPU, shipped vs thread writer |")
+    print("|---|" + "---|" * (len(VARIANTS) + 2))
     for store_name, out in res["stores"].items():
-        cells = " | ".join(f"{out[v]['calls_per_s']} calls/s ({out[v]['cpu_ms_per_call']} ms CPU)" for v in VARIANTS)
-        print(f"| {store_name} | {cells} | {out['ratio_vs_random_ids']}x |")
+        cells = " | ".join(f"{out[v]['calls_per_s']} calls/s ({out[v]['cpu_ms_per_call']} ms CPU in the box, "
+                           f"{out[v]['writer_process_cpu_ms_per_call']} ms in the writer process)" for v in VARIANTS)
+        print(f"| {store_name} | {cells} | {out['ratio_vs_random_ids']}x | {out['box_cpu_ratio_vs_thread_writer']}x |")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))
     return 0
