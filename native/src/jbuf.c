@@ -983,10 +983,14 @@ int pbx_jb_get(pbx_jb_t *jb, int16_t *out, int nsamples, int64_t now_us)
             int64_t keep = gap < JB_SHRINK_KEEP ? gap : JB_SHRINK_KEEP;
             int64_t skip = delta + JB_SHRINK_DEBT < gap - keep ? delta + JB_SHRINK_DEBT : gap - keep;
             if (crowded) {
-                /* Holding more than max delay allows after this get: skip the whole hole
-                   rather than drop received audio at the next put. */
+                /* Holding more than max delay allows after this get: skip as much of the
+                   hole as brings it back to max delay (all of it at most) rather than drop
+                   received audio at the next put. Skipping the whole hole would play the
+                   next packet at once, and a packet of the hole arriving just after it
+                   (reordered within the jitter) would be discarded as late. */
+                int64_t excess = jb->newest_end - jb->play - (jb->max_s + n);
                 keep = 0;
-                skip = gap;
+                skip = excess < gap ? excess : gap;
             }
             if (skip > 0) {
                 clear_range(jb, jb->play, jb->play + skip);
