@@ -353,6 +353,12 @@ class SipEndpoint:
         self.layer.send_response(target, response, self._loop.time())
         self._process()
 
+    def send_final_stateless(self, txn: ServerTransaction, response: SipResponse) -> None:
+        """Answer with a final non-2xx response and forget the transaction (see
+        :meth:`TransactionLayer.send_final_stateless`)."""
+        self.layer.send_final_stateless(txn, response)
+        self._process()
+
     def send_stateless(self, message: Message, dest: Addr) -> None:
         """Send a message outside any transaction (ACK of a 2xx...)."""
         self.layer.send_stateless(message, dest)

@@ -303,7 +303,9 @@ class Pbx:
         resp = self.digest.challenge(req, now, stale=result.stale, algorithms=algs)
         resp.headers.add("Server", "officebox")
         try:
-            self.endpoint.send_response(ev.transaction, resp)
+            # Stateless (RFC 3261 8.2.7): a challenge keeps nothing, so a flood of
+            # unauthenticated requests holds no transactions, and the phone's retry is new.
+            self.endpoint.send_final_stateless(ev.transaction, resp)
         except Exception:
             pass
         return None

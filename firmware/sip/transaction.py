@@ -230,6 +230,7 @@ class TransactionLayer:
         self.stats: dict[str, int] = {
             "requests": 0, "responses": 0, "retransmissions_absorbed": 0,
             "retransmissions_sent": 0, "stray_responses": 0, "rejected": 0, "overload_rejected": 0,
+            "stateless_finals": 0,
         }
         """Counters for monitoring."""
 
@@ -387,6 +388,20 @@ class TransactionLayer:
         status = response.status
         inp = Input.SEND_1XX if status < 200 else Input.SEND_2XX if status < 300 else Input.SEND_FINAL
         self._apply(txn, inp, now, response)
+
+    def send_final_stateless(self, txn: ServerTransaction, response: SipResponse) -> None:
+        """Answer ``txn`` with a final non-2xx ``response`` and forget it at once, as a stateless
+        UAS does (RFC 3261 section 8.2.7; the box's authentication challenges). Nothing is kept
+        for the 32 s a completed transaction waits: a retransmitted request is answered anew,
+        and the ACK of a challenged INVITE finds no transaction and is dropped by the TU (an
+        unanswered client retransmits its INVITE, section 17.1.1.2, so no 407 is lost for good)."""
+        if response.status < 300:
+            raise TransactionError("only a final non-2xx response can be sent statelessly")
+        if txn.state is State.TERMINATED or self._server.get(txn.key) is not txn:
+            raise TransactionError("no live server transaction for this request")
+        self._out.append((response.serialize(), txn.response_dest))
+        self.stats["stateless_finals"] += 1
+        self.terminate(txn)
 
     def terminate(self, txn: ClientTransaction | ServerTransaction) -> None:
         """Forget a transaction at once, sending nothing more (a request the TU decided to

@@ -191,6 +191,37 @@ def test_sha256_only_extension_registers_with_sha256(office, pj_phones):
             assert parse_message(s.recv(65535)).status == expected
 
 
+def test_a_challenge_is_sent_once_and_the_box_keeps_nothing_for_it(office):
+    """Challenges are stateless (RFC 3261 8.2.7): a scanner's INVITE that never ACKs its 407
+    gets no retransmissions of it, and each retry is challenged anew with a fresh nonce."""
+    import socket
+
+    from firmware.sip.message import make_request, parse_message
+    from tests.conftest import free_port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", free_port(socket.SOCK_DGRAM)))
+        port = s.getsockname()[1]
+        inv = make_request("INVITE", f"sip:202@127.0.0.1:{office.sip_port}", from_addr="<sip:201@127.0.0.1>;tag=sc",
+                           to_addr="<sip:202@127.0.0.1>", contact=f"<sip:201@127.0.0.1:{port}>", via=None)
+        inv.headers.prepend("Via", f"SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-scan-1;rport")
+        nonces = []
+        for _ in range(2):
+            s.sendto(bytes(inv), ("127.0.0.1", office.sip_port))
+            s.settimeout(3)
+            first = parse_message(s.recv(65535))
+            assert first.status in (401, 407)
+            nonces.append([c.params.get("nonce") for c in (first.www_authenticate or first.proxy_authenticate)][0])
+            # a stateful 407 would come again after 0.5 s and 1.5 s (timer G) until an ACK
+            s.settimeout(2.0)
+            try:
+                extra = s.recv(65535)
+            except socket.timeout:
+                extra = None
+            assert extra is None, extra[:300]
+        assert nonces[0] != nonces[1]
+
+
 def test_box_bound_to_every_interface_offers_each_phone_a_reachable_address(tmp_path):
     """Bound to 0.0.0.0 (the default), the box offers each phone the address it reaches the box
     on (firmware.aio.netutil), and audio flows."""

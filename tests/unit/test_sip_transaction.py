@@ -729,6 +729,29 @@ def test_terminate_forgets_a_transaction_silently():
     assert rec.times(b"OPTIONS") == [1.0] and rec.of(TransactionTimeout) == []
 
 
+def test_a_stateless_final_is_sent_once_and_keeps_nothing():
+    """RFC 3261 8.2.7, the box's challenges: the 407 leaves once, no timer runs, its ACK finds
+    no transaction, and a retransmitted INVITE is a new request (challenged anew)."""
+    rec = Recorder(TransactionLayer())
+    inv = request("INVITE")
+    rec.layer.receive(wire(inv), UDP, 0.0)
+    txn = rec.of(RequestReceived)[0].transaction
+    with pytest.raises(TransactionError):
+        rec.raw.send_final_stateless(txn, make_response(txn.request, 200, to_tag="me"))
+    rec.raw.send_final_stateless(txn, make_response(txn.request, 407, to_tag="me"))
+    rec.drain()
+    assert txn.terminated and len(rec.raw) == 0 and rec.raw.get_timer() is None
+    with pytest.raises(TransactionError):
+        rec.raw.send_final_stateless(txn, make_response(txn.request, 407, to_tag="me"))
+    rec.layer.receive(wire(_ack_for(inv, "me")), UDP, 0.1)
+    rec.layer.receive(wire(inv), UDP, 0.6)
+    rec.run_until(40)
+    assert rec.times(b"SIP/2.0 407") == [0.0] and rec.raw.stats["stateless_finals"] == 1
+    (ack,) = rec.of(AckReceived)
+    assert ack.transaction is None
+    assert len(rec.of(RequestReceived)) == 2 and rec.of(TransactionTimeout) == []
+
+
 def test_stopped_timers_never_fire_even_without_get_timer():
     layer = TransactionLayer()
     inv = request("INVITE")
