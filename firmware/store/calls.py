@@ -1221,6 +1221,7 @@ class CallStore:
         """Lift a ban."""
         self._submit("_w_sql", "DELETE FROM bans WHERE ip = ?", (ip,))
 
+
 class _Writer:
     """The write side of a call store: one connection, each batch of changes applied in one
     transaction. Runs on the store's writer thread, or in the writer process."""
