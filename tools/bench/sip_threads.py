@@ -25,7 +25,13 @@ from _sipp import CLK_TCK, descendants  # noqa: E402
 
 def threads(pid: int) -> dict[int, tuple[str, float, int]]:
     out = {}
-    for p, tid in ((p, t) for p in descendants(pid) for t in os.listdir(f"/proc/{p}/task")):
+    tasks = []
+    for p in descendants(pid):
+        try:
+            tasks += [(p, t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:  # the process ended meanwhile
+            continue
+    for p, tid in tasks:
         base = f"/proc/{p}/task/{tid}"
         try:
             comm = open(f"{base}/comm").read().strip()
