@@ -1,6 +1,7 @@
 """Fixtures for tests against a running box and real SIP peers on loopback."""
 from __future__ import annotations
 
+import random
 import socket
 import sqlite3
 import sys
@@ -36,12 +37,32 @@ no_answer_timeout = 10
 """ for n, p in PASSWORDS.items())
 
 
+_HANDED_OUT: list[tuple[int, int]] = []
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_block(n: int = 200) -> int:
-    """The start of n free-looking UDP ports (even)."""
+    """The start of n free-looking UDP ports (even), below the kernel's ephemeral range when it
+    leaves room: a port there is never handed to a socket bound to port 0 between this check
+    and the peer's bind (SIPp once lost its video port, media port + 2, that way)."""
+    low = _ephemeral_low()
     for _ in range(50):
-        base = free_port(socket.SOCK_DGRAM) & ~1
+        if low - n > 10000:
+            base = random.randrange(10000, low - n) & ~1
+        else:
+            base = free_port(socket.SOCK_DGRAM) & ~1
         if base + n > 65000:
             base = 20000 + (base % 20000) & ~1
+        # nor overlap a block handed out lately: a box's RTP range is free until its calls
+        if any(base < b + m and b < base + n for b, m in _HANDED_OUT):
+            continue
         ok = True
         for p in range(base, base + n, max(1, n // 20)):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -50,6 +71,8 @@ def free_block(n: int = 200) -> int:
                 except OSError:
                     ok = False
         if ok:
+            _HANDED_OUT.append((base, n))
+            del _HANDED_OUT[:-64]
             return base
     raise RuntimeError("no free port block")
 

@@ -128,8 +128,20 @@ def test_nothing_played_twice_and_order_restored(stream, get_offset, limits):
     assert s.resyncs == 0
 
 
+def on_time_start(stream):
+    """The buffer starts playing out on the first packet it gets: when that packet is later than
+    the ones after it, they arrive early by as much and would wait longer than max delay allows
+    (the excess is dropped by design). "A delay that covers the jitter" holds from an on-time
+    start: the first packet that arrives has the least network delay."""
+    seq0, ts0, delays, lost, dups = stream
+    first = lost.index(False)
+    delays = list(delays)
+    delays[first] = 0
+    return seq0, ts0, delays, lost, dups
+
+
 @SETTINGS
-@given(streams(max_jitter_ms=30), st.integers(0, 19))
+@given(streams(max_jitter_ms=30).map(on_time_start), st.integers(0, 19))
 # found by Hypothesis: after a hole held at the full delay, packet 26 came 1 ms before 25;
 # skipping the whole hole played 26 at once and discarded 25 as late
 @example((65400, 2**32 - 6400, [0] * 19 + [1, 0, 0, 0, 0, 0, 21, 0, 0, 0, 0],
