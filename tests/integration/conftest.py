@@ -53,15 +53,16 @@ def free_block(n: int = 200) -> int:
     leaves room: a port there is never handed to a socket bound to port 0 between this check
     and the peer's bind (SIPp once lost its video port, media port + 2, that way)."""
     low = _ephemeral_low()
-    for _ in range(50):
+    for attempt in range(200):
         if low - n > 10000:
             base = random.randrange(10000, low - n) & ~1
         else:
             base = free_port(socket.SOCK_DGRAM) & ~1
         if base + n > 65000:
             base = 20000 + (base % 20000) & ~1
-        # nor overlap a block handed out lately: a box's RTP range is free until its calls
-        if any(base < b + m and b < base + n for b, m in _HANDED_OUT):
+        # nor overlap a block handed out lately (one test's: a box's RTP range is free until
+        # its calls), while that leaves room
+        if attempt < 150 and any(base < b + m and b < base + n for b, m in _HANDED_OUT):
             continue
         ok = True
         for p in range(base, base + n, max(1, n // 20)):
@@ -72,7 +73,7 @@ def free_block(n: int = 200) -> int:
                     ok = False
         if ok:
             _HANDED_OUT.append((base, n))
-            del _HANDED_OUT[:-64]
+            del _HANDED_OUT[:-8]
             return base
     raise RuntimeError("no free port block")
 
