@@ -1556,8 +1556,7 @@ class _WriterProcess:
             ops = [op for op in ops if self._picklable(op)]
             data = pickle.dumps(([(op.fn, op.args) for op in ops], now), pickle.HIGHEST_PROTOCOL)
         try:
-            self.proc.stdin.write(struct.pack("!I", len(data)) + data)
-            self.proc.stdin.flush()
+            _write_frame(self.proc.stdin, data)
             ok, outcomes, changed, error = _recv_frame(self.proc.stdout)
         except (OSError, EOFError, ValueError, pickle.UnpicklingError):
             code = self._reap()
@@ -1582,10 +1581,13 @@ class _WriterProcess:
             log.error("the call store's writer process ended with status %s", code)
 
 
-def _send_frame(f: Any, obj: Any) -> None:
-    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+def _write_frame(f: Any, data: bytes) -> None:
     f.write(struct.pack("!I", len(data)) + data)
     f.flush()
+
+
+def _send_frame(f: Any, obj: Any) -> None:
+    _write_frame(f, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
 
 def _recv_frame(f: Any) -> Any:

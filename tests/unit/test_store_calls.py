@@ -399,6 +399,11 @@ def test_a_killed_writer_process_is_started_again_and_loses_nothing(tmp_path):
         s.close()
 
 
+def test_an_unknown_writer_is_refused_at_once(tmp_path):
+    with pytest.raises(CallStoreError, match="writer must be 'thread' or 'process'"):
+        CallStore(tmp_path / "c.sqlite", writer="fork")
+
+
 def test_closing_the_store_ends_its_writer_process(tmp_path):
     s = CallStore(tmp_path / "c.sqlite", writer="process")
     proc = s._backend.proc
