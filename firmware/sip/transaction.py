@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -219,6 +219,10 @@ class TransactionLayer:
         self.overload = overload
         """Admission control of new out-of-dialog requests (``None``: admit everything)."""
         self._unanswered: set[ServerTransaction] = set()
+        self._z: OrderedDict[ServerTransaction, float] = OrderedDict()
+        """Timer Z of each unanswered non-INVITE request, in arrival order (one interval for
+        all, so the first is due first). Kept out of the heap: a stale heap entry would hold a
+        transaction the TU ended at once (a stateless challenge) and its request for 64*T1."""
         self._client: dict[tuple[str, str], ClientTransaction] = {}
         self._server: dict[tuple[object, ...], ServerTransaction] = {}
         self._ack_waits: dict[tuple[str, int, str | None], _AckWait] = {}
@@ -265,15 +269,28 @@ class TransactionLayer:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (absolute time), or ``None``."""
         heap = self._heap
+        due = None
         while heap:
             _, _, owner, name, token = heap[0]
             if owner.timers.get(name) == token:
-                return heap[0][0]
+                due = heap[0][0]
+                break
             heapq.heappop(heap)
-        return None
+        if self._z:
+            z = next(iter(self._z.values()))
+            if due is None or z < due:
+                due = z
+        return due
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
+        zs = self._z
+        while zs:
+            txn, due = next(iter(zs.items()))
+            if due > now:
+                break
+            del zs[txn]
+            self._apply(txn, Input.TIMER_Z, now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, owner, name, token = heapq.heappop(heap)
@@ -413,6 +430,7 @@ class TransactionLayer:
         else:
             self._server.pop(txn.key, None)
             self._unanswered.discard(txn)
+            self._z.pop(txn, None)
 
     def send_stateless(self, message: Message, dest: Addr) -> None:
         """Send a message outside any transaction (the ACK of a 2xx, for instance); a request
@@ -518,7 +536,10 @@ class TransactionLayer:
                 dest = txn.dest if isinstance(txn, ClientTransaction) else txn.response_dest
                 self._events.append(TransportError(txn, dest, reason or "transport error"))
             elif op == "stop":
-                txn.timers.pop(action[1], None)
+                if action[1] == "Z":
+                    self._z.pop(txn, None)  # type: ignore[call-overload]
+                else:
+                    txn.timers.pop(action[1], None)
             else:
                 self._arm(txn, op, action[1], action[2] if len(action) > 2 else "", now)
 
@@ -542,6 +563,9 @@ class TransactionLayer:
         else:
             interval = values[base] or 0.0
         owner.intervals[name] = interval
+        if name == "Z":
+            self._z[owner] = now + interval  # type: ignore[index]
+            return
         self._schedule(owner, name, now + interval)
 
     def _schedule(self, owner: _Owner, name: str, when: float) -> None:

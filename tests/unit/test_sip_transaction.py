@@ -752,6 +752,44 @@ def test_a_stateless_final_is_sent_once_and_keeps_nothing():
     assert len(rec.of(RequestReceived)) == 2 and rec.of(TransactionTimeout) == []
 
 
+def test_a_challenged_register_is_freed_at_once():
+    """What a stateless challenge keeps is nothing: with the collector off, the transaction and
+    its parsed request die as soon as the TU lets go (a REGISTER storm from phones that answer
+    every challenge must not pile up 64*T1 worth of requests in a Pi's memory)."""
+    import gc
+    import weakref
+
+    layer = TransactionLayer()
+    gc.disable()
+    try:
+        reg = request("REGISTER")
+        layer.receive(wire(reg), UDP, 0.0)
+        event = layer.next_event()
+        assert isinstance(event, RequestReceived)
+        txn = event.transaction
+        layer.send_final_stateless(txn, make_response(txn.request, 401, to_tag="me"))
+        gone = weakref.ref(txn), weakref.ref(txn.request)
+        del event, txn
+        assert [r() for r in gone] == [None, None]
+        assert layer.get_timer() is None
+    finally:
+        gc.enable()
+
+
+def test_timer_z_fires_in_arrival_order_and_skips_answered_requests():
+    rec = Recorder(TransactionLayer())
+    for i, at in enumerate((0.0, 1.0, 2.0)):
+        rec.layer.receive(wire(request("MESSAGE", branch=f"z9hG4bKz{i}")), UDP, at)
+    first, second, _ = (e.transaction for e in rec.of(RequestReceived))
+    rec.layer.send_response(second, make_response(second.request, 200, to_tag="me"), 1.5)
+    assert rec.raw.get_timer() == 32.0
+    rec.run_until(32.5)
+    assert first.terminated and not second.terminated and len(rec.raw) == 2
+    assert rec.raw.get_timer() == 33.5  # timer J of the answered one, before Z of the third
+    rec.run_until(34.5)
+    assert second.terminated and len(rec.raw) == 0 and rec.raw.get_timer() is None
+
+
 def test_stopped_timers_never_fire_even_without_get_timer():
     layer = TransactionLayer()
     inv = request("INVITE")
