@@ -20,6 +20,7 @@ import collections
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,6 +121,7 @@ async def _measure(n: int) -> dict[str, object]:
                 "alive_per_registration": {k: round((after[k] - before[k]) / n, 2) for k in KINDS}}
     finally:
         await svc.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _child(tree: str, n: int) -> None:
