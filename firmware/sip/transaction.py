@@ -20,7 +20,9 @@ Beyond section 17 the layer does the work every UA core needs and that is easy t
   From tag only, so phones that put a random To tag on their ACK (pyVoIP) still stop it;
 * server transactions keyed with the CSeq number too, so a phone that reuses one Via branch
   for a new request (pyVoIP after a 401) gets a new transaction, not a retransmitted answer,
-  and with the source address, so two phones whose branches collide stay apart;
+  with the From tag, so a phone that repeats its branches after a restart (pyVoIP derives them
+  from a counter) is not taken for a retransmission, and with the source address, so two
+  phones whose branches collide stay apart;
 * ``accept_request``: a post-parse filter that drops a request silently (scanner user agents);
   a non-INVITE request the TU never answers is forgotten after 64*T1 (timer Z);
 * ``overload``: an :class:`~firmware.sip.overload.OverloadGuard` asked before each new
@@ -185,13 +187,15 @@ _Owner = ClientTransaction | ServerTransaction | _AckWait
 
 
 def _server_key(req: SipRequest, method: str | None = None) -> tuple[object, ...]:
-    """RFC 3261 17.2.3 matching, plus the CSeq number (phones reusing a branch) and the source
-    that :meth:`TransactionLayer._stamp_via` wrote into the Via (clients whose branches collide)."""
+    """RFC 3261 17.2.3 matching, plus the CSeq number (phones reusing a branch), the From tag
+    (a retransmission repeats it; a phone whose branches and Call-IDs come from a counter that
+    starts again after a reboot sends the same branch with a new tag) and the source that
+    :meth:`TransactionLayer._stamp_via` wrote into the Via (clients whose branches collide)."""
     via = req.top_via
     m = method or ("INVITE" if req.method == "ACK" else req.method)
     source = (via.params.get("received"), via.params.get("rport"))
     if via.rfc3261:
-        return (via.branch, via.sent_by.lower(), via.transport, m, req.cseq.seq, source)
+        return (via.branch, via.sent_by.lower(), via.transport, m, req.cseq.seq, req.from_tag, source)
     return ("2543", str(req.uri), req.from_tag, req.call_id, req.cseq.seq, via.sent_by.lower(),
             via.branch, m, source)
 

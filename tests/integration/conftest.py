@@ -155,12 +155,13 @@ def pyvoip_phones(office, tmp_path):
 
     phones = []
 
-    def make(number: str, *, auto_answer: bool = False, answer_delay: float = 0.0) -> PyVoipPhone:
-        p = PyVoipPhone(str(tmp_path / f"pyvoip_{number}.log"))
+    def make(number: str, *, auto_answer: bool = False, answer_delay: float = 0.0,
+             sip_port: int | None = None) -> PyVoipPhone:
+        p = PyVoipPhone(str(tmp_path / f"pyvoip_{number}_{len(phones)}.log"))
         phones.append(p)
         rtp = free_block(60)
         r = p.cmd("start", server="127.0.0.1", port=office.sip_port, user=number, password=PASSWORDS[number],
-                  sip_port=free_port(socket.SOCK_DGRAM), rtp_low=rtp, rtp_high=rtp + 50,
+                  sip_port=sip_port or free_port(socket.SOCK_DGRAM), rtp_low=rtp, rtp_high=rtp + 50,
                   auto_answer=auto_answer, answer_delay=answer_delay, timeout=40)
         assert r["registered"], f"pyVoIP {number} did not register"
         return p

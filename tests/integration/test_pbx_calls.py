@@ -103,6 +103,37 @@ def test_pyvoip_phones_with_their_bugs_talk_and_hang_up_cleanly(office, pyvoip_p
     assert rec["status"] == "answered" and rec["talk_s"] > 33 and rec["hangup_side"] == "caller"
 
 
+def test_a_restarted_pyvoip_phone_gets_its_next_call_through(office, pyvoip_phones):
+    """pyVoIP derives the Via branch and Call-ID of its first INVITE from a counter that starts
+    again in a new process, as cheap phones do after a reboot: the call after a restart has the
+    same branch, Call-ID and CSeq as the call before it, on the same port; only the From tag
+    is new. The box must see a new call, not a retransmission of the old INVITE, whose
+    transaction still waits out its 32 s (RFC 6026 timer L)."""
+    import socket
+
+    from tests.conftest import free_port
+
+    port = free_port(socket.SOCK_DGRAM)
+    callee = pyvoip_phones("202", auto_answer=True)
+    for attempt in range(2):
+        caller = pyvoip_phones("201", sip_port=port)
+        r = caller.cmd("dial", number="202", wait=10, timeout=30)
+        assert r["state"] == "ANSWERED", (attempt, r)
+        caller.cmd("hangup")
+        callee.wait_event("ended", timeout=10)
+        caller.cmd("stop", timeout=20)
+        caller.close()
+    deadline = time.monotonic() + 10
+    while True:
+        with office.db() as c:
+            rows = c.execute("SELECT answered_by FROM calls WHERE caller_number = '201' AND ended_at IS NOT NULL"
+                             ).fetchall()
+        if len(rows) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [r["answered_by"] for r in rows] == ["202", "202"]
+
+
 def test_baresip_registers_calls_holds_resumes_and_transfers(office, pj_phones, tmp_path):
     """baresip (libre) as a desk phone: it gives up on a SHA-256 challenge, so the box offers
     it MD5 alone; then a call with audio, hold and resume, and a blind transfer."""

@@ -752,6 +752,24 @@ def test_a_stateless_final_is_sent_once_and_keeps_nothing():
     assert len(rec.of(RequestReceived)) == 2 and rec.of(TransactionTimeout) == []
 
 
+def test_a_phone_repeating_its_branch_after_a_restart_makes_a_new_transaction():
+    """Same branch, Call-ID and CSeq as an answered INVITE whose transaction waits out timer L,
+    but a new From tag: a new request (a rebooted phone with counter-made branches), while the
+    same message again is a retransmission and is absorbed."""
+    rec = Recorder(TransactionLayer())
+    first = request("INVITE")
+    rec.layer.receive(wire(first), UDP, 0.0)
+    txn = rec.of(RequestReceived)[0].transaction
+    rec.layer.send_response(txn, make_response(first, 200, to_tag="me"), 0.1)
+    rec.layer.receive(wire(_ack_for(first, "me")), UDP, 0.2)
+    rec.layer.receive(wire(first), UDP, 1.0)
+    assert len(rec.of(RequestReceived)) == 1 and rec.raw.stats["retransmissions_absorbed"] == 1
+    again = request("INVITE")
+    again.headers.set("From", "<sip:202@box>;tag=after-reboot")
+    rec.layer.receive(wire(again), UDP, 2.0)
+    assert [e.request.from_tag for e in rec.of(RequestReceived)] == ["ft", "after-reboot"]
+
+
 def test_a_challenged_register_is_freed_at_once():
     """What a stateless challenge keeps is nothing: with the collector off, the transaction and
     its parsed request die as soon as the TU lets go (a REGISTER storm from phones that answer
