@@ -12,12 +12,13 @@ Legs are driven by call flows (coroutines in firmware.pbx.core) through awaitabl
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import time
 from typing import Any
 
-from firmware.sip.errors import SdpError
+from firmware.sip.errors import SdpError, SipError, SipParseError
 from firmware.sip.events import Addr
 from firmware.sip.message import SipRequest, SipResponse
 from firmware.sip.sdp import PCMA, PCMU, TELEPHONE_EVENT, Codec, SessionDescription
@@ -71,6 +72,21 @@ def codec_choice(sdp: SessionDescription) -> tuple[int, int | None, tuple[str, i
     if conn is not None and conn.address in ("0.0.0.0", "::") and direction == "sendrecv":
         direction = "sendonly"
     return pt, te, remote, direction
+
+
+def q850_cause(msg: SipRequest | SipResponse | None, default: int) -> int:
+    """The Q.850 cause of a message's Reason header (RFC 3326), or `default` (also when the
+    header is malformed: a bad Reason must not stop a hang-up)."""
+    if msg is None:
+        return default
+    try:
+        reasons = msg.reasons
+    except SipParseError:
+        return default
+    for r in reasons:
+        if r.protocol.lower() == "q.850" and r.cause:
+            return r.cause
+    return default
 
 
 _FLIP = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
@@ -220,8 +236,42 @@ class SipLeg(Leg):
     def offer_codecs(self, prefer: int | None = None) -> list[Codec]:
         return [PCMA, PCMU] if prefer == 8 else [PCMU, PCMA]
 
+    def take_invite(self, ev: Any) -> bool:
+        """Become the leg of an INVITE that called the box, checked before anyone rings. False
+        after a refusal was sent (400 when no dialog can come of the request, 488 for an offer
+        the engine cannot use) and the leg was ended, its channel closed."""
+        from firmware.pbx.sipua import ServerInvite
+        session = None
+        try:
+            session = self.session = ServerInvite(self.pbx.ua, ev, self)
+            if session.offer is not None:
+                self.check_remote(codec_choice(session.offer)[2])
+        except SipError as e:
+            status = e.status_hint if e.status_hint and 400 <= e.status_hint < 700 else 400
+            reason = f"Not Acceptable Here: {e}" if status == 488 else str(e)
+            if session is not None:
+                session.reject(status, reason)
+            else:
+                self.pbx.ua.respond(ev, status, reason)
+            self._finish("local", 65 if status == 488 else SIP_TO_Q850.get(status, 31), status)
+            return False
+        return True
+
+    def check_remote(self, remote: tuple[str, int] | None) -> None:
+        """Refuse (SdpError, 488) an SDP address the engine cannot send to: a host name, or an
+        address of the other IP family than this leg's channel."""
+        if remote is None or self.channel is None:
+            return
+        try:
+            ip = ipaddress.ip_address(remote[0])
+        except ValueError:
+            raise SdpError(f"unusable media address {remote[0][:40]!r}", 488) from None
+        if (ip.version == 6) != (":" in self.channel.local_ip):
+            raise SdpError(f"media address {remote[0]} is of the other IP family", 488)
+
     def take_sdp(self, sdp: SessionDescription) -> None:
         pt, te, remote, direction = codec_choice(sdp)
+        self.check_remote(remote)
         self.pt, self.te, self.remote_direction = pt, te, direction
         if remote is not None:
             self.remote = remote
@@ -277,10 +327,7 @@ class SipLeg(Leg):
 
     def on_failed(self, status: int, reason: str, response: SipResponse | None) -> None:
         self.sip_code = status
-        cause = SIP_TO_Q850.get(status, 31)
-        for r in (response.reasons if response is not None else []):
-            if r.protocol.lower() == "q.850" and r.cause:
-                cause = r.cause
+        cause = q850_cause(response, SIP_TO_Q850.get(status, 31))
         self._set_outcome(outcome_of(status))
         self._finish("remote", cause, status)
 
@@ -290,18 +337,14 @@ class SipLeg(Leg):
         self._finish("remote", 16, 487)
 
     def on_bye(self, request: SipRequest | None) -> None:
-        cause = 16
-        if request is not None:
-            for r in request.reasons:
-                if r.protocol.lower() == "q.850" and r.cause:
-                    cause = r.cause
-        self._finish("remote" if request is not None else "local", cause)
+        self._finish("remote" if request is not None else "local", q850_cause(request, 16))
 
     def on_reoffer(self, sdp: SessionDescription | None) -> bytes:
         if sdp is None:
             return self.current_sdp()
         answer = self.session.sdp.answer(sdp, self.channel.local_port if self.channel else 9,
                                          supported=self.offer_codecs(self.pt))
+        self.check_remote(answer.remote)
         was_held = self.held_by_remote
         self.pt = 0 if answer.codec.key == PCMU.key else 8
         self.te = answer.telephone_event.payload_type if answer.telephone_event else None
@@ -360,6 +403,7 @@ class SipLeg(Leg):
         if offer is None:
             return self.session.sdp.offer(port, self.offer_codecs()).serialize()
         ans = self.session.sdp.answer(offer, port)
+        self.check_remote(ans.remote)
         self.pt = 0 if ans.codec.key == PCMU.key else 8
         self.te = ans.telephone_event.payload_type if ans.telephone_event else None
         self.remote, self.remote_direction = ans.remote, ans.remote_direction

@@ -23,9 +23,9 @@ from firmware.pbx.live import LiveAgent, LiveCall, LiveState
 from firmware.pbx.numbers import allowed, classify, plan_for
 from firmware.pbx.registrar import ContactRequest, Registrar
 from firmware.pbx.security import SecurityPolicy
-from firmware.pbx.sipua import ALLOW, SUPPORTED, ClientInvite, ServerInvite, SipUa
+from firmware.pbx.sipua import ALLOW, SUPPORTED, ClientInvite, SipUa
 from firmware.sip.auth import DigestServer
-from firmware.sip.errors import SdpError, SipParseError
+from firmware.sip.errors import SipParseError
 from firmware.sip.events import Addr, RequestReceived
 from firmware.sip.message import SipRequest, make_request
 from firmware.sip.uri import Address, SipUri
@@ -433,15 +433,7 @@ class Pbx:
             self._respond(ev, 503, "Service Unavailable", headers=[("Retry-After", "5")])
             return
         leg.user_agent = req.user_agent or ""
-        session = ServerInvite(self.ua, ev, leg)
-        leg.session = session
-        try:
-            if session.offer is not None:
-                from firmware.pbx.calls import codec_choice
-                codec_choice(session.offer)
-        except (SdpError, SipParseError) as e:
-            session.reject(488, f"Not Acceptable Here: {e}")
-            leg._finish("local", 65, 488)
+        if not leg.take_invite(ev):
             return
         self._track(leg)
         record_id = self.calls.begin_call(direction="internal", caller_number=user, caller_name=ext.name,

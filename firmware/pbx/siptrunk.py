@@ -462,9 +462,6 @@ class SipTrunk:
     def inbound_leg(self, ev: Any) -> tuple[SipTrunkLeg, str, str] | None:
         """A leg for an INVITE from the provider: (leg, caller number, DID). None after a
         rejection was sent."""
-        from firmware.pbx.calls import codec_choice
-        from firmware.pbx.sipua import ServerInvite
-        from firmware.sip.errors import SdpError, SipParseError
         req = ev.request
         ua = self.pbx.ua
         if "100rel" in req.require:
@@ -486,14 +483,7 @@ class SipTrunk:
             ua.respond(ev, 503, "Service Unavailable", headers=[("Retry-After", "5")])
             return None
         leg.user_agent = req.user_agent or ""
-        session = ServerInvite(ua, ev, leg)
-        leg.session = session
-        try:
-            if session.offer is not None:
-                codec_choice(session.offer)
-        except (SdpError, SipParseError) as e:
-            session.reject(488, f"Not Acceptable Here: {e}")
-            leg._finish("local", 65, 488)
+        if not leg.take_invite(ev):
             return None
         self.legs.add(leg)
         return leg, caller, did

@@ -17,14 +17,14 @@ from typing import Any, Protocol
 
 from firmware.sip.auth import DigestClient
 from firmware.sip.dialog import Dialog, DialogId, DialogTable
-from firmware.sip.errors import AuthError, DialogError, SdpError, SipParseError
+from firmware.sip.errors import AuthError, DialogError, SdpError, SipError, SipParseError
 from firmware.sip.events import (AckReceived, AckTimeout, Addr, CancelReceived, MessageRejected,
                                  RequestReceived, ResponseReceived, SipEvent, TransactionTimeout,
                                  TransportError)
 from firmware.sip.headers import new_tag
 from firmware.sip.message import SipRequest, SipResponse, make_request, make_response
 from firmware.sip.sdp import SdpSession, SessionDescription, parse_sdp
-from firmware.sip.transaction import ClientTransaction, ServerTransaction
+from firmware.sip.transaction import ClientTransaction, ServerTransaction, State
 from firmware.sip.uri import Address, SipUri
 
 log = logging.getLogger("firmware.pbx.sip")
@@ -102,8 +102,28 @@ class SipUa:
     def handle_event(self, ev: SipEvent) -> None:
         try:
             self._dispatch(ev)
-        except Exception:
+        except Exception as e:
+            if isinstance(ev, RequestReceived) and isinstance(e, SipError) and (e.status_hint or 0) >= 400:
+                # a header or body the handler needed was malformed (a lazily parsed Expires,
+                # Event, Session-Expires, SDP...): the peer's fault, answered with the error's code
+                log.info("%s from %s refused: %s", ev.request.method, ev.source.host, e)
+                self._answer_unanswered(ev, e.status_hint or 400, str(e))
+                return
             log.exception("error handling %s", type(ev).__name__)
+            if isinstance(ev, RequestReceived):
+                self._answer_unanswered(ev, 500, "Server Internal Error")
+
+    def _answer_unanswered(self, ev: RequestReceived, status: int, reason: str) -> None:
+        """Give a request whose handling failed its final answer, unless it has one already, so
+        the phone does not retransmit it for 32 s and then give up without a cause."""
+        txn = ev.transaction
+        if ev.request.method == "ACK" or txn is None or txn.state not in (State.TRYING, State.PROCEEDING):
+            return
+        session = self.server_invites.pop(txn, None)
+        if session is not None:
+            session.reject(status, reason)
+        else:
+            self.respond(ev, status, reason)
 
     def _dispatch(self, ev: SipEvent) -> None:
         if isinstance(ev, RequestReceived):
@@ -237,7 +257,7 @@ def _late_2xx_handler(ua: SipUa, invite: SipRequest, peer: Addr, tag: str,
             return
         try:
             d = Dialog.from_uac(invite, resp)
-        except DialogError as e:
+        except (DialogError, SipParseError) as e:
             log.warning("bad 2xx to INVITE: %s", e)
             return
         d.receive_response(invite, resp)
@@ -249,12 +269,17 @@ def _late_2xx_handler(ua: SipUa, invite: SipRequest, peer: Addr, tag: str,
     return handle
 
 
-def _notify(listener: Any, name: str, *args: Any, default: Any = None) -> Any:
+def _notify(listener: Any, name: str, *args: Any, default: Any = None,
+            passes: tuple[type[Exception], ...] = ()) -> Any:
+    """Call a listener's handler; its failure is logged and gives `default`, except the
+    exception types in `passes`, which the caller answers."""
     fn = getattr(listener, name, None)
     if fn is None:
         return default
     try:
         return fn(*args)
+    except passes:
+        raise
     except Exception:
         log.exception("listener %s.%s failed", type(listener).__name__, name)
         return default
@@ -323,7 +348,11 @@ class InviteSession:
             # a session refresh without SDP
             self.ua.respond(ev, 200, headers=self._timer_headers())
             return
-        answer = _notify(self.listener, "on_reoffer", offer, default=None)
+        try:
+            answer = _notify(self.listener, "on_reoffer", offer, default=None, passes=(SdpError,))
+        except SdpError as e:
+            self.ua.respond(ev, 488, f"Not Acceptable Here: {e}")
+            return
         if answer is None:
             self.ua.respond(ev, 488)
             return
@@ -367,7 +396,10 @@ class InviteSession:
                     return
                 self._pending_reinvite = None
                 if method == "INVITE" and 200 <= resp.status < 300 and self.dialog is not None:
-                    self.dialog.receive_response(req, resp)
+                    try:
+                        self.dialog.receive_response(req, resp)
+                    except SipParseError:
+                        pass  # a malformed Contact: the remote target stays
                     ack = self.dialog.create_ack(req)
                     self.ua.endpoint.send_stateless(ack, self.peer)
                 sdp = None
@@ -470,15 +502,20 @@ class ServerInvite(InviteSession):
     def __init__(self, ua: SipUa, ev: RequestReceived, listener: Any = None) -> None:
         super().__init__(ua, ev.source, listener, ev.request.uri.user if isinstance(ev.request.uri, SipUri) else None)
         self.event = ev
-        self.request = ev.request
+        self.request = req = ev.request
         self.txn = ev.transaction
         self.local_tag = new_tag()
-        self.offer: SessionDescription | None = _sdp_of(ev.request)
+        # what the dialog will need (RFC 3261 8.1.1.3, 8.1.1.8), refused before anyone rings
+        if not req.from_tag:
+            raise DialogError(400, "Missing From tag")
+        if not req.contacts or req.contact_is_star:
+            raise DialogError(400, "Missing Contact header")
+        self.offer: SessionDescription | None = _sdp_of(req)
         """The caller's offer (None for a late-offer INVITE: our 200 carries the offer)."""
+        se = req.session_expires
         self.final_sent = False
         ua.server_invites[self.txn] = self
         self.contact = Address(ua.contact(ev.source, self.local_user))
-        se = self.request.session_expires
         if se is not None:
             self.interval = max(se.delta, ua.min_se)
             self.refresher = se.refresher or "uas"
@@ -542,8 +579,11 @@ class ServerInvite(InviteSession):
     def on_cancel(self, ev: CancelReceived) -> None:
         self.final_sent = True
         reason = ""
-        for r in ev.request.reasons:
-            reason = r.text or reason
+        try:
+            for r in ev.request.reasons:
+                reason = r.text or reason
+        except SipParseError:
+            pass  # a malformed Reason does not stop the CANCEL
         self._terminated("cancel")
         self.ua.server_invites.pop(self.txn, None)
         _notify(self.listener, "on_cancelled", reason)
@@ -640,8 +680,8 @@ class ClientInvite(InviteSession):
                     if self.dialog is None:
                         self.dialog = d
                         self.ua.register_session(self)
-                except DialogError:
-                    pass
+                except (DialogError, SipParseError):
+                    pass  # no early dialog with this fork; its final answer still counts
             if self.state == "init":
                 self.state = "early"
             if sdp is not None:
@@ -675,10 +715,19 @@ class ClientInvite(InviteSession):
         tag = resp.to_tag or ""
         try:
             d = self.early_dialogs.get(tag) or Dialog.from_uac(self.invite, resp)
-        except DialogError as e:
-            log.warning("bad 2xx to INVITE: %s", e)
+        except (DialogError, SipParseError) as e:
+            # no dialog can be built (no usable Contact): nothing to ACK or BYE; the call
+            # goes on without this leg, whose phone gives up when its 2xx gets no ACK
+            log.warning("bad 2xx to INVITE from %s: %s", self.peer.host, e)
+            if not self.final:
+                self.final = 502
+                self._terminated("failed")
+                _notify(self.listener, "on_failed", 502, "Bad Gateway", None)
             return
-        d.receive_response(self.invite, resp)
+        try:
+            d.receive_response(self.invite, resp)
+        except SipParseError:
+            pass  # a malformed Contact: the early dialog's remote target stays
         ack = d.create_ack(self.invite)
         self.ua.endpoint.send_stateless(ack, self.peer)
         if ev.retransmission and self.final:

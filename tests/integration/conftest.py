@@ -109,11 +109,13 @@ class Office:
 
 @pytest.fixture
 def office(tmp_path, request):
-    extra_toml = getattr(request, "param", "")
+    """Parametrize indirectly with extra TOML, or with {"toml": ..., "rtp_ports": n}."""
+    param = getattr(request, "param", "")
+    extra_toml, n_rtp = (param.get("toml", ""), param.get("rtp_ports", 1000)) if isinstance(param, dict) else (param, 1000)
     prov = tmp_path / "office.toml"
     prov.write_text(BASE_PROVISION + extra_toml)
-    rtp = free_block(1000)
-    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + 999}", provision=prov)
+    rtp = free_block(n_rtp)
+    box = BoxProcess(tmp_path, "--rtp-ports", f"{rtp}-{rtp + n_rtp - 1}", provision=prov)
     try:
         yield Office(tmp_path, box)
     finally:
