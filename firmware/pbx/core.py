@@ -326,6 +326,10 @@ class Pbx:
         if aor != user:
             self._respond(ev, 403, "Forbidden: the account does not match the To address")
             return
+        if not req.contact_is_star and any(not isinstance(a.uri, SipUri) for a in req.contacts):
+            # a tel:, mailto: or http: binding could never be rung
+            self._respond(ev, 400, "Bad Contact: only sip and sips URIs can be registered")
+            return
         try:
             contacts = [] if req.contact_is_star else [
                 ContactRequest(str(a.uri), _int_or_none(a.get_param("expires")),

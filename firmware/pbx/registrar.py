@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Protocol
 
+from firmware.sip.errors import SipParseError
+from firmware.sip.uri import SipUri
+
 
 @dataclass(frozen=True)
 class Binding:
@@ -93,7 +96,7 @@ class Registrar:
         n = 0
         for row in self.store.load_registrations():
             b = Binding(**{k: v for k, v in row.items() if k in Binding.__dataclass_fields__})
-            if b.expires_at > now:
+            if b.expires_at > now and _sip_uri(b.contact):
                 self._by_aor.setdefault(b.aor, {})[b.key] = b
                 n += 1
             else:
@@ -193,6 +196,16 @@ class Registrar:
     def _forget(self, b: Binding) -> None:
         if self.store is not None:
             self.store.delete_registration(b.aor, b.key)
+
+
+def _sip_uri(contact: str) -> bool:
+    """Whether a stored contact can be rung: REGISTER takes only sip and sips contacts, but an
+    older version stored any URI scheme."""
+    try:
+        SipUri.parse(contact)
+    except SipParseError:
+        return False
+    return True
 
 
 _FIELDS = tuple(Binding.__dataclass_fields__)

@@ -146,6 +146,23 @@ def test_invites_no_call_can_come_of_are_answered_and_hold_no_port(office, pj_ph
     assert "Traceback" not in office.box.output()
 
 
+def test_a_contact_that_cannot_be_rung_is_not_registered(office, pj_phones, raw_phone, tmp_path):
+    """A tel: (or mailto:, http:) Contact is refused with 400: bound, it made every call to the
+    extension fail, the extension's desk phone included."""
+    phone = raw_phone("202")
+    for contact in ("<tel:+48123456789>", "<mailto:202@example.com>"):
+        reg = make_request("REGISTER", f"sip:127.0.0.1:{office.sip_port}", from_addr="<sip:202@127.0.0.1>",
+                           to_addr="<sip:202@127.0.0.1>", contact=contact, headers=[("Expires", "600")])
+        _, resp = phone.signed(reg)
+        assert (resp.status, resp.reason) == (400, "Bad Contact: only sip and sips URIs can be registered")
+    desk = pj_phones("202", auto_answer=True)
+    caller = pj_phones("201")
+    call = caller.cmd("dial", uri=office.uri("202"), wait_confirmed=10)
+    assert call["state"] == "CONFIRMED", call
+    desk.wait_event("incoming")
+    caller.cmd("hangup", call=call["call"])
+
+
 def test_a_malformed_reason_does_not_keep_the_other_side_up(office, pj_phones, raw_phone):
     phone = raw_phone("201")
     # BYE with a Reason that does not parse: the callee is still hung up

@@ -76,3 +76,16 @@ def test_bindings_survive_restart():
     assert r2.load(now=10) == 1
     assert r2.lookup("201", 10)[0].instance == "<urn:uuid:1>"
     assert Registrar(store=store).load(now=301) == 0 and store.rows == {}
+
+
+def test_a_stored_binding_that_cannot_be_rung_is_dropped_at_restart():
+    """Older versions bound any URI scheme; a tel: binding made every call to the extension fail."""
+    store = MemStore()
+    r = Registrar(store=store)
+    reg(r, [ContactRequest("sip:201@10.0.0.5")], 0, expires=300)
+    reg(r, [ContactRequest("tel:+48123456789")], 0, expires=300, call_id="c2")
+    assert len(store.rows) == 2
+    r2 = Registrar(store=store)
+    assert r2.load(now=10) == 1
+    assert [b.contact for b in r2.lookup("201", 10)] == ["sip:201@10.0.0.5"]
+    assert len(store.rows) == 1
