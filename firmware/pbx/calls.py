@@ -241,6 +241,12 @@ class SipLeg(Leg):
         after a refusal was sent (400 when no dialog can come of the request, 488 for an offer
         the engine cannot use) and the leg was ended, its channel closed."""
         from firmware.pbx.sipua import ServerInvite
+        if ev.request.max_forwards == 0:
+            # RFC 3261 16.3 step 3: it may not be forwarded again (a loop through trunks or
+            # another box); the box's own INVITEs carry the caller's Max-Forwards less one
+            self.pbx.ua.respond(ev, 483, "Too Many Hops")
+            self._finish("local", 25, 483)
+            return False
         session = None
         try:
             session = self.session = ServerInvite(self.pbx.ua, ev, self)
@@ -481,6 +487,9 @@ class Call:
         self.pbx = pbx
         self.id = record_id
         self.caller = caller
+        forwards = getattr(getattr(getattr(caller, "session", None), "request", None), "max_forwards", None)
+        self.max_forwards = 70 if forwards is None else max(0, forwards - 1)
+        """Max-Forwards of the INVITEs this call sends (the caller's INVITE's, less one)."""
         self.direction = direction
         self.legs: list[Leg] = []
         self.peer: Leg | None = None

@@ -653,7 +653,7 @@ class Pbx:
                             display_name=display or (caller.name if caller is not leg else "") or number)
         to_addr = Address(SipUri(host=self.endpoint.advertised_host, user=leg.extension))
         session = ClientInvite(self.ua, target=SipUri.parse(contact), dest=leg.peer, from_addr=from_addr,
-                               to_addr=to_addr, listener=leg)
+                               to_addr=to_addr, listener=leg, max_forwards=call.max_forwards)
         leg.session = session
         prefer = getattr(caller, "pt", None) if caller is not leg else None
         body = session.sdp.offer(leg.channel.local_port, leg.offer_codecs(prefer)).serialize()

@@ -449,7 +449,8 @@ class SipTrunk:
             headers.append(("P-Asserted-Identity", f"<sip:{cfg.caller_id}@{host}>"))
         session = ClientInvite(self.pbx.ua, target=SipUri(host=host, user=number, port=port), dest=dest,
                                from_addr=from_addr, to_addr=to_addr, listener=leg, auth=self.auth,
-                               extra_headers=headers, local_user=cfg.username or None)
+                               extra_headers=headers, local_user=cfg.username or None,
+                               max_forwards=call.max_forwards)
         leg.session = session
         call.add_leg(leg)
         self.legs.add(leg)

@@ -607,9 +607,11 @@ class ClientInvite(InviteSession):
 
     def __init__(self, ua: SipUa, *, target: SipUri, dest: Addr, from_addr: Address, to_addr: Address,
                  listener: Any, auth: DigestClient | None = None, extra_headers: list[tuple[str, str]] | None = None,
-                 local_user: str | None = None, call_id: str | None = None) -> None:
+                 local_user: str | None = None, call_id: str | None = None, max_forwards: int = 70) -> None:
         super().__init__(ua, dest, listener, local_user)
         self.target = target
+        self.max_forwards = max_forwards
+        """Max-Forwards of the INVITE: the calling leg's less one, so a loop through trunks ends."""
         self.from_addr = from_addr.with_tag(new_tag()) if from_addr.tag is None else from_addr
         self.to_addr = to_addr
         self.auth = auth
@@ -630,6 +632,7 @@ class ClientInvite(InviteSession):
         hdrs += self.extra_headers
         self.invite = make_request("INVITE", self.target, from_addr=self.from_addr, to_addr=self.to_addr,
                                    call_id=self.call_id, contact=contact, headers=hdrs, body=body,
+                                   max_forwards=self.max_forwards,
                                    content_type="application/sdp" if body else None)
         self._send(self.invite)
 

@@ -163,6 +163,34 @@ def test_a_contact_that_cannot_be_rung_is_not_registered(office, pj_phones, raw_
     caller.cmd("hangup", call=call["call"])
 
 
+def test_max_forwards_goes_down_across_the_box_and_a_looping_invite_is_refused(office, raw_phone):
+    """The box is a B2BUA, but its INVITEs carry the caller's Max-Forwards less one, and an INVITE
+    that arrives with none left gets 483 (RFC 3261 16.3): a call looping through trunks or
+    between two boxes ends instead of taking every line."""
+    caller, callee = raw_phone("201"), raw_phone("202")
+    reg = make_request("REGISTER", f"sip:127.0.0.1:{office.sip_port}", from_addr="<sip:202@127.0.0.1>",
+                       to_addr="<sip:202@127.0.0.1>", contact=f"<sip:202@127.0.0.1:{callee.port}>",
+                       headers=[("Expires", "600")])
+    assert callee.signed(reg)[1].status == 200
+    inv = caller.invite("202")
+    inv.headers.set("Max-Forwards", "0")
+    _, resp = caller.signed(inv)
+    caller.finish(inv, resp)
+    assert (resp.status, resp.reason) == (483, "Too Many Hops")
+    inv = caller.invite("202")
+    inv.headers.set("Max-Forwards", "5")
+    signed, first = caller.signed(inv, final=False)
+    callee.sock.settimeout(5)
+    while True:
+        msg = parse_message(callee.sock.recv(65535))
+        if isinstance(msg, SipRequest) and msg.method == "INVITE":
+            break
+    assert msg.max_forwards == 4
+    cancel = make_cancel(signed)
+    caller.send(cancel)
+    assert caller.response(cancel).status == 200
+
+
 def test_a_malformed_reason_does_not_keep_the_other_side_up(office, pj_phones, raw_phone):
     phone = raw_phone("201")
     # BYE with a Reason that does not parse: the callee is still hung up
