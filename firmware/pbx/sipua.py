@@ -122,6 +122,8 @@ class SipUa:
         session = self.server_invites.pop(txn, None)
         if session is not None:
             session.reject(status, reason)
+            # the call's leg ends too: it must not count against the extension's calls
+            _notify(session.listener, "hangup", 41)
         else:
             self.respond(ev, status, reason)
 
