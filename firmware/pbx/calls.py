@@ -120,6 +120,9 @@ class Leg:
         self.sip_code = 0
         self.hangup_by = ""
         """"" | "remote" | "local"""
+        self.trusted_host: str | None = None
+        """The peer address this leg counts in the security policy's trusted sources while the
+        PBX tracks it (None for a leg refused before it was tracked)."""
         self.held = False
         loop = asyncio.get_running_loop()
         self.outcome: asyncio.Future[str] = loop.create_future()

@@ -749,7 +749,8 @@ class Pbx:
     # ------------------------------------------------------------------ legs and calls
     def _track(self, leg: Leg) -> None:
         peer = getattr(leg, "peer", None)
-        if peer is not None:
+        if peer is not None and leg.trusted_host is None:
+            leg.trusted_host = peer.host
             self.security.trust(peer.host)
         if leg.extension:
             self.ext_legs.setdefault(leg.extension, set()).add(leg)
@@ -759,9 +760,11 @@ class Pbx:
             self._leg_channels.setdefault(leg.id, set()).add(leg.channel.id)
 
     def leg_ended(self, leg: Leg) -> None:
-        peer = getattr(leg, "peer", None)
-        if peer is not None:
-            self.security.untrust(peer.host)
+        if leg.trusted_host is not None:
+            # only what _track counted: a refused INVITE's leg must not take away the trust
+            # its phone's registration gave the address
+            self.security.untrust(leg.trusted_host)
+            leg.trusted_host = None
         if leg.extension and leg in self.ext_legs.get(leg.extension, ()):
             self.ext_legs[leg.extension].discard(leg)
             self._ext_state_changed(leg.extension)

@@ -163,6 +163,37 @@ def test_a_contact_that_cannot_be_rung_is_not_registered(office, pj_phones, raw_
     caller.cmd("hangup", call=call["call"])
 
 
+def test_a_refused_invite_leaves_its_office_the_registered_phones_allowance(office, raw_phone):
+    """Registered phones' addresses may send 2,000 messages/s instead of an unknown address's
+    50 (an office NAT carries many phones). A refused INVITE used to take that away from its
+    address for as long as the registration lasted."""
+    phone = raw_phone("202")
+    reg = make_request("REGISTER", f"sip:127.0.0.1:{office.sip_port}", from_addr="<sip:202@127.0.0.1>",
+                       to_addr="<sip:202@127.0.0.1>", contact=f"<sip:202@127.0.0.1:{phone.port}>",
+                       headers=[("Expires", "600")])
+    assert phone.signed(reg)[1].status == 200
+    for kw in (dict(contact=False), dict(body=sdp(40000, conn="IN IP6 ::1"))):
+        req, resp = phone.signed(phone.invite("203", **kw))
+        phone.finish(req, resp)
+        assert resp.status in (400, 488)
+    phone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    time.sleep(2.5)  # the address's token bucket fills up to its allowance
+    n = 600  # three times an unknown address's burst
+    for i in range(n):
+        opt = make_request("OPTIONS", f"sip:127.0.0.1:{office.sip_port}", from_addr="<sip:202@127.0.0.1>",
+                           to_addr=f"<sip:127.0.0.1:{office.sip_port}>", call_id=f"burst-{i}")
+        phone.send(opt)
+    answered = 0
+    phone.sock.settimeout(2.0)
+    try:
+        while answered < n:
+            msg = parse_message(phone.sock.recv(65535))
+            answered += isinstance(msg, SipResponse) and msg.cseq.method == "OPTIONS"
+    except socket.timeout:
+        pass
+    assert answered == n, f"{answered} of {n} OPTIONS answered"
+
+
 def test_max_forwards_goes_down_across_the_box_and_a_looping_invite_is_refused(office, raw_phone):
     """The box is a B2BUA, but its INVITEs carry the caller's Max-Forwards less one, and an INVITE
     that arrives with none left gets 483 (RFC 3261 16.3): a call looping through trunks or
