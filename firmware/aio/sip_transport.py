@@ -233,6 +233,11 @@ class SipEndpoint:
         """Seconds a TCP connection may sit on an incomplete message (RFC 4475 clerr)."""
         self.max_connections = max_connections
         """TCP connections accepted at most (more are closed at once)."""
+        self.max_connections_per_source = 32
+        """TCP connections one address may hold, unless ``trusted_source(ip)`` says it is a
+        registered phone's, a trunk's or a call's: one address opening idle connections must not
+        take every slot from the phones."""
+        self.trusted_source: Callable[[str], bool] | None = None
         self.udp_receive_buffer = 4 * 1024 * 1024
         """Bytes of kernel receive buffer asked for the UDP socket (bursts of calls)."""
         self.native_send = True
@@ -247,6 +252,7 @@ class SipEndpoint:
         self._lag_timer: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
         self._conns: dict[Addr, _Tcp] = {}
+        self._per_source: dict[str, int] = {}
         self._connecting: dict[Addr, list[bytes]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -480,7 +486,11 @@ class SipEndpoint:
 
     def _tcp_opened(self, conn: _Tcp) -> None:
         assert conn.remote is not None
-        if len(self._conns) >= self.max_connections or not self._accepted(conn.remote.host):
+        host = conn.remote.host
+        held = self._per_source.get(host, 0)
+        if (len(self._conns) >= self.max_connections or not self._accepted(host)
+                or (held >= self.max_connections_per_source
+                    and not (self.trusted_source is not None and self.trusted_source(host)))):
             self.stats["tcp_refused"] += 1
             conn.close()
             return
@@ -489,12 +499,17 @@ class SipEndpoint:
         self._conns[conn.remote] = conn
         if old is not None and old is not conn:
             old.close()
+        else:
+            self._per_source[host] = held + 1
 
     def _tcp_closed(self, conn: _Tcp) -> None:
         remote = conn.remote
         if remote is None or self._conns.get(remote) is not conn:
             return
         del self._conns[remote]
+        n = self._per_source.pop(remote.host, 0) - 1
+        if n > 0:
+            self._per_source[remote.host] = n
         if not self._closed:
             self.layer.transport_error(remote, self._loop.time(), "connection closed")
             self._process()

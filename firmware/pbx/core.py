@@ -130,6 +130,7 @@ class Pbx:
         self.endpoint = await SipEndpoint.create(
             sip_bind, on_event=self._on_sip_event, accept_source=self._accept_source, layer=layer,
             advertise=None if host in ("0.0.0.0", "", "::") else host)
+        self.endpoint.trusted_source = self.security.is_trusted
         self.sip_bind = (host, self.endpoint.local_addr[1])
         system = self.prov.system
         self.ua = SipUa(self.endpoint, on_request=self._on_request, media_address=self._media_address,

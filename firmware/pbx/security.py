@@ -126,6 +126,10 @@ class SecurityPolicy:
         """The box talks to `ip` on purpose (a registration, a trunk, a call): count it."""
         self._trusted[ip] = self._trusted.get(ip, 0) + 1
 
+    def is_trusted(self, ip: str) -> bool:
+        """Whether `ip` is a registered phone's, a trunk's or a call's address, or exempt."""
+        return ip in self._trusted or self.is_exempt(ip)
+
     def untrust(self, ip: str) -> None:
         n = self._trusted.get(ip, 0) - 1
         if n > 0:

@@ -623,6 +623,42 @@ async def test_connection_limits_and_broken_policy_callbacks():
         await ep.close()
 
 
+async def test_one_address_cannot_take_every_tcp_slot():
+    """An unknown address may hold 32 TCP connections; more are closed at once, so idle
+    connections from one host (each kept 10 minutes) cannot lock the phones out. A trusted
+    address (a registered phone's, a trunk's: an office NAT) is not capped."""
+    ep = await SipEndpoint.create(("127.0.0.1", 0), transports=("tcp",))
+    ep.trusted_source = lambda ip: ip == "127.0.0.1"
+    loop = asyncio.get_running_loop()
+    socks = []
+
+    async def connect(source: str) -> bool:
+        """True while the box keeps the connection open (a keep-alive ping is answered)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.bind((source, 0))
+        socks.append(s)
+        await loop.sock_connect(s, ep.local_addr)
+        await loop.sock_sendall(s, b"\r\n\r\n")
+        try:
+            return await asyncio.wait_for(loop.sock_recv(s, 16), 5) == b"\r\n"
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+    try:
+        stranger = [await connect("127.0.0.2") for _ in range(40)]
+        assert stranger.count(True) == 32 and not any(stranger[32:])
+        assert all([await connect("127.0.0.1") for _ in range(40)])
+        assert ep.stats["tcp_refused"] == 8
+        for s in socks[:5]:   # a stranger's connection that closes frees its slot
+            s.close()
+        await asyncio.sleep(0.2)
+        assert await connect("127.0.0.2")
+    finally:
+        for s in socks:
+            s.close()
+        await ep.close()
+
+
 @pytest.mark.parametrize("algorithms", [("MD5", "SHA-256"), ("SHA-256",)])
 async def test_authenticated_register_over_the_wire(algorithms):
     """The UAC side of the report's example: REGISTER, 401, REGISTER with credentials, 200."""
