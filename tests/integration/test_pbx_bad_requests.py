@@ -1,6 +1,9 @@
 """A phone whose INVITE, BYE or CANCEL carries a header or SDP the call flow cannot use gets a
 clear final answer from the running box (never silence and retransmissions), nobody rings for
-it, it holds no media port, and a malformed Reason does not keep the other side's call up.
+it, it holds no media port, and a malformed Reason does not keep the other side's call up. A
+contact that cannot be rung is not registered, a refused INVITE leaves its address the trust
+its registration gave it, a looping INVITE ends, and a seeded fuzz run of mutated requests and
+answers gets every request answered without a traceback.
 
 The misbehaving phone is a bare UDP socket that signs its requests with digest, so every header
 is under the test's control; the other phones are pjsua2."""
@@ -146,7 +149,7 @@ def test_invites_no_call_can_come_of_are_answered_and_hold_no_port(office, pj_ph
     assert "Traceback" not in office.box.output()
 
 
-def test_a_contact_that_cannot_be_rung_is_not_registered(office, pj_phones, raw_phone, tmp_path):
+def test_a_contact_that_cannot_be_rung_is_not_registered(office, pj_phones, raw_phone):
     """A tel: (or mailto:, http:) Contact is refused with 400: bound, it made every call to the
     extension fail, the extension's desk phone included."""
     phone = raw_phone("202")
