@@ -134,6 +134,14 @@ class Registrar:
             old = current.get(key)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 continue  # an old or repeated request (RFC 3261 10.3 step 7)
+            for stale in [b for k, b in current.items() if k != key and b.contact == c.uri
+                          and (b.source_ip, b.source_port) == (source_ip, source_port)]:
+                # the same contact from the same address under another instance id: the phone
+                # restarted (pyVoIP makes a new +sip.instance each start); the old binding would
+                # ring the same phone twice
+                del current[stale.key]
+                self._forget(stale)
+                removed.append(stale)
             if exp == 0:
                 if old is not None:
                     del current[key]

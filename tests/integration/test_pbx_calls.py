@@ -134,6 +134,33 @@ def test_a_restarted_pyvoip_phone_gets_its_next_call_through(office, pyvoip_phon
     assert [r["answered_by"] for r in rows] == ["202", "202"]
 
 
+def test_a_phone_that_lost_power_and_came_back_is_rung_once(office, pyvoip_phones):
+    """pyVoIP registers with a new +sip.instance on every start. After a power cut (no
+    deregistration) and a restart on the same address, the box must not keep the dead binding
+    beside the new one: it would send the phone two forks of every call."""
+    import socket
+
+    from tests.conftest import free_port
+
+    port = free_port(socket.SOCK_DGRAM)
+    old = pyvoip_phones("202", auto_answer=True, sip_port=port)
+    old.proc.kill()      # the power cut: nothing is sent
+    old.proc.wait()
+    callee = pyvoip_phones("202", auto_answer=True, sip_port=port)
+    caller = pyvoip_phones("201")
+    r = caller.cmd("dial", number="202", wait=10, timeout=30)
+    assert r["state"] == "ANSWERED", r
+    callee.wait_event("answered", timeout=10)
+    caller.cmd("play_tone", freq=600, seconds=10)
+    time.sleep(3)
+    assert abs(callee.cmd("rx_analysis", seconds=2)["freq"] - 600) < 30
+    caller.cmd("hangup")
+    rec = office.wait_call_record(lambda r: r["caller_number"] == "201")
+    with office.db() as c:
+        legs = c.execute("SELECT role FROM call_legs WHERE call_id = ?", (rec["id"],)).fetchall()
+    assert sorted(r["role"] for r in legs) == ["callee", "caller"]
+
+
 def test_baresip_registers_calls_holds_resumes_and_transfers(office, pj_phones, tmp_path):
     """baresip (libre) as a desk phone: it gives up on a SHA-256 challenge, so the box offers
     it MD5 alone; then a call with audio, hold and resume, and a blind transfer."""

@@ -89,3 +89,16 @@ def test_a_stored_binding_that_cannot_be_rung_is_dropped_at_restart():
     assert r2.load(now=10) == 1
     assert [b.contact for b in r2.lookup("201", 10)] == ["sip:201@10.0.0.5"]
     assert len(store.rows) == 1
+
+
+def test_a_restarted_phone_with_a_new_instance_id_replaces_its_old_binding():
+    """pyVoIP makes a new +sip.instance on every start: a restart without deregistering must not
+    leave two bindings that ring the same phone twice. Another phone behind the same NAT (another
+    source port) keeps its own."""
+    r = Registrar()
+    reg(r, [ContactRequest("sip:201@10.0.0.5:5060", instance="<urn:uuid:1>")], 0, expires=300)
+    reg(r, [ContactRequest("sip:201@10.0.0.5:5062", instance="<urn:uuid:9>")], 0, expires=300, call_id="c9",
+        port=5062)
+    res = reg(r, [ContactRequest("sip:201@10.0.0.5:5060", instance="<urn:uuid:2>")], 5, expires=300, call_id="c2")
+    assert sorted(b.instance for b in r.lookup("201", 6)) == ["<urn:uuid:2>", "<urn:uuid:9>"]
+    assert [b.instance for b in res.removed] == ["<urn:uuid:1>"]
