@@ -4,49 +4,21 @@ Sans-I/O: a real TransactionLayer fed datagrams, no sockets."""
 from __future__ import annotations
 
 from firmware.pbx.sipua import ServerInvite, SipUa
-from firmware.sip import Addr, SipResponse, TransactionLayer, parse_message
+from firmware.sip import Addr, SipResponse, TransactionLayer
+from tests.unit.sipua_harness import Endpoint
 
 PHONE = Addr("udp", "192.0.2.7", 5062)
 
 
-class Endpoint:
-    advertised_host = "192.0.2.1"
-
-    def __init__(self) -> None:
-        self.layer = TransactionLayer(auto_trying=False)
-        self.layer.set_sent_by("udp", "192.0.2.1", 5060)
-        self.ua: SipUa | None = None
-        self.sent: list = []
-
-    def _pump(self) -> None:
-        self.sent += [parse_message(d) for d, _ in self.layer.messages_to_send()]
-        while (ev := self.layer.next_event()) is not None:
-            assert self.ua is not None
-            self.ua.handle_event(ev)
-            self.sent += [parse_message(d) for d, _ in self.layer.messages_to_send()]
-
-    def receive(self, text: str) -> None:
-        self.layer.receive_datagram(text.encode(), PHONE, 0.0)
-        self._pump()
-
-    def send_response(self, target, response) -> None:
-        self.layer.send_response(target, response, 0.0)
-        self._pump()
-
-    def contact_uri(self, user=None, transport="udp"):
-        from firmware.sip.uri import SipUri
-        return SipUri(host="192.0.2.1", user=user, port=5060)
-
-
-def request(method: str, *extra: str, branch: str = "z9hG4bK-1") -> str:
+def request(method: str, *extra: str, branch: str = "z9hG4bK-1") -> bytes:
     return (f"{method} sip:202@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5062;branch={branch}\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:201@192.0.2.1>;tag=a\r\nTo: <sip:202@192.0.2.1>\r\n"
             f"Call-ID: c1@192.0.2.7\r\nCSeq: 1 {method}\r\nContact: <sip:201@192.0.2.7:5062>\r\n"
-            + "".join(f"{h}\r\n" for h in extra) + "Content-Length: 0\r\n\r\n")
+            + "".join(f"{h}\r\n" for h in extra) + "Content-Length: 0\r\n\r\n").encode()
 
 
 def ua_with(handler) -> Endpoint:
-    ep = Endpoint()
+    ep = Endpoint(TransactionLayer(auto_trying=False))
     ep.ua = SipUa(ep, on_request=handler, media_address=lambda ip: "192.0.2.1")
     return ep
 
@@ -57,7 +29,7 @@ def finals(ep: Endpoint) -> list[tuple[int, str]]:
 
 async def test_a_malformed_header_a_handler_reads_is_answered_with_its_error():
     ep = ua_with(lambda ev: ev.request.expires)          # as the BLF handler reads Expires
-    ep.receive(request("SUBSCRIBE", "Event: dialog", "Expires: soon"))
+    ep.receive(request("SUBSCRIBE", "Event: dialog", "Expires: soon"), PHONE)
     assert finals(ep) == [(400, "Invalid Expires header")]
 
 
@@ -74,11 +46,11 @@ async def test_a_failing_handler_answers_500_once_and_ends_the_leg_it_made():
         ServerInvite(ep.ua, ev, leg)
         raise RuntimeError("the call store is gone")
     ep = ua_with(handler)
-    ep.receive(request("INVITE"))
+    ep.receive(request("INVITE"), PHONE)
     assert finals(ep) == [(500, "Server Internal Error")]
     assert leg.hung_up == [41]
     assert not ep.ua.server_invites
-    ep.receive(request("INVITE"))                         # a retransmission: answered again, not re-run
+    ep.receive(request("INVITE"), PHONE)                         # a retransmission: answered again, not re-run
     assert finals(ep) == [(500, "Server Internal Error")] * 2 and leg.hung_up == [41]
 
 
@@ -87,5 +59,5 @@ async def test_a_request_already_answered_is_not_answered_twice():
         ep.ua.respond(ev, 200)
         raise RuntimeError("after the answer")
     ep = ua_with(handler)
-    ep.receive(request("OPTIONS"))
+    ep.receive(request("OPTIONS"), PHONE)
     assert finals(ep) == [(200, "OK")]

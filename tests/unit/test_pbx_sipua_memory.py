@@ -7,65 +7,16 @@ import gc
 import weakref
 
 from firmware.pbx.sipua import ClientInvite, SipUa
-from firmware.sip import (
-    Addr,
-    ClientTransaction,
-    SipRequest,
-    TransactionLayer,
-    make_response,
-    parse_message,
-)
+from firmware.sip import Addr, SipRequest, make_response
 from firmware.sip.uri import Address, SipUri
+from tests.unit.sipua_harness import Endpoint as HarnessEndpoint
 
 PHONE = Addr("udp", "192.0.2.7", 5062)
 
 
-class Endpoint:
-    """The transport as the UA sees it, over a sans-I/O layer; `sent` collects the wire."""
-
-    advertised_host = "192.0.2.1"
-
-    def __init__(self) -> None:
-        self.layer = TransactionLayer()
-        self.layer.set_sent_by("udp", "192.0.2.1", 5060)
-        self.now = 0.0
-        self.ua: SipUa | None = None
-        self.sent: list = []
-
-    def _pump(self) -> None:
-        self.sent += [parse_message(d) for d, _ in self.layer.messages_to_send()]
-        while (ev := self.layer.next_event()) is not None:
-            assert self.ua is not None
-            self.ua.handle_event(ev)
-            self.sent += [parse_message(d) for d, _ in self.layer.messages_to_send()]
-
-    def send_request(self, request: SipRequest, dest: Addr) -> ClientTransaction:
-        txn = self.layer.send_request(request, dest, self.now)
-        self._pump()
-        return txn
-
-    def send_response(self, target, response) -> None:
-        self.layer.send_response(target, response, self.now)
-        self._pump()
-
-    def send_stateless(self, message, dest: Addr) -> None:
-        self.layer.send_stateless(message, dest)
-        self._pump()
-
-    def cancel(self, invite, reason=None):
-        return self.layer.cancel(invite, self.now, reason)
-
-    def contact_uri(self, user=None, transport="udp") -> SipUri:
-        return SipUri(host="192.0.2.1", user=user, port=5060)
-
+class Endpoint(HarnessEndpoint):
     def deliver(self, response) -> None:
-        self.layer.receive(parse_message(response.serialize()), PHONE, self.now)
-        self._pump()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.layer.handle_timer(self.now)
-        self._pump()
+        self.receive(response.serialize(), PHONE)
 
 
 class Leg:
