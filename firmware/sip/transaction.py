@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ class _AckWait(_TimerOwner):
 
 
 _Owner = ClientTransaction | ServerTransaction | _AckWait
+_Completed = tuple[float, bytes, str, str, int, "weakref.ReferenceType[ServerTransaction]"]
 
 
 def _server_key(req: SipRequest, method: str | None = None) -> tuple[object, ...]:
@@ -229,6 +231,12 @@ class TransactionLayer:
         transaction the TU ended at once (a stateless challenge) and its request for 64*T1."""
         self._client: dict[tuple[str, str], ClientTransaction] = {}
         self._server: dict[tuple[object, ...], ServerTransaction] = {}
+        self._completed: OrderedDict[tuple[object, ...], _Completed] = OrderedDict()
+        """Answered non-INVITE requests waiting out timer J, in answer order (one interval for
+        all, so the first is due first): key -> (due, final response bytes, transport, host,
+        port, weak reference to the transaction). A registration storm leaves thousands of
+        these for 64*T1; as bytes and a weak reference they are two objects each for the
+        garbage collector instead of the transaction with its request, Via, URI and timers."""
         self._ack_waits: dict[tuple[str, int, str | None], _AckWait] = {}
         self._events: deque[SipEvent] = deque()
         self._out: list[tuple[bytes, Addr]] = []
@@ -249,7 +257,7 @@ class TransactionLayer:
 
     # --- inspection -------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._client) + len(self._server)
+        return len(self._client) + len(self._server) + len(self._completed)
 
     @property
     def pending(self) -> int:
@@ -284,6 +292,10 @@ class TransactionLayer:
             z = next(iter(self._z.values()))
             if due is None or z < due:
                 due = z
+        if self._completed:
+            j = next(iter(self._completed.values()))[0]
+            if due is None or j < due:
+                due = j
         return due
 
     def handle_timer(self, now: float) -> None:
@@ -295,6 +307,15 @@ class TransactionLayer:
                 break
             del zs[txn]
             self._apply(txn, Input.TIMER_Z, now)
+        done = self._completed
+        while done:
+            key, entry = next(iter(done.items()))
+            if entry[0] > now:
+                break
+            del done[key]
+            txn = entry[5]()
+            if txn is not None:  # the TU still holds it: it ends now, as timer J says
+                txn.state = State.TERMINATED
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, owner, name, token = heapq.heappop(heap)
@@ -339,6 +360,13 @@ class TransactionLayer:
         if txn is not None:
             self.stats["retransmissions_absorbed"] += 1
             self._apply(txn, Input.REQUEST, now)
+            return
+        done = self._completed.get(key)
+        if done is not None:
+            # a completed non-INVITE transaction: resend its final response (RFC 3261 17.2.2)
+            self.stats["retransmissions_absorbed"] += 1
+            self.stats["retransmissions_sent"] += 1
+            self._out.append((done[1], Addr(done[2], done[3], done[4])))
             return
         if msg.method == "CANCEL":
             self._receive_cancel(msg, source, key, now)
@@ -432,7 +460,10 @@ class TransactionLayer:
         if isinstance(txn, ClientTransaction):
             self._client.pop(txn.key, None)
         else:
-            self._server.pop(txn.key, None)
+            if self._server.pop(txn.key, None) is None:
+                done = self._completed.get(txn.key)
+                if done is not None and done[5]() is txn:
+                    del self._completed[txn.key]
             self._unanswered.discard(txn)
             self._z.pop(txn, None)
 
@@ -569,6 +600,14 @@ class TransactionLayer:
         owner.intervals[name] = interval
         if name == "Z":
             self._z[owner] = now + interval  # type: ignore[index]
+            return
+        if name == "J":
+            assert isinstance(owner, ServerTransaction)
+            if self._server.get(owner.key) is owner:
+                del self._server[owner.key]
+            dest = owner.response_dest
+            self._completed[owner.key] = (now + interval, owner.response_bytes, dest.transport, dest.host, dest.port,
+                                          weakref.ref(owner))
             return
         self._schedule(owner, name, now + interval)
 

@@ -1,7 +1,9 @@
 """Transaction layer (RFC 3261 section 17, RFC 6026) with time travel: no sockets, no sleeping."""
 from __future__ import annotations
 
+import gc
 import inspect
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -424,6 +426,29 @@ def test_non_invite_server_absorbs_in_trying_and_replays_the_final_until_timer_j
     assert txn.terminated
     with pytest.raises(TransactionError, match="no live server transaction"):
         rec.layer.send_response(txn, make_response(txn.request, 500), 33.0)
+
+
+def test_answered_requests_wait_out_timer_j_without_their_transactions():
+    """A burst of REGISTERs answered at once leaves, for timer J, only what a retransmission
+    needs: the transactions (with their parsed requests) are freed when the TU drops them, so
+    the garbage collector has nothing of a registration storm to walk for 32 s."""
+    rec = Recorder(TransactionLayer())
+    gone = []
+    for i in range(200):
+        rec.layer.receive(wire(request("REGISTER", branch=f"z9hG4bKs{i}", call_id=f"s{i}")), UDP, 0.001 * i)
+        rec.drain()
+        txn = rec.events.pop().transaction
+        rec.layer.send_response(txn, make_response(txn.request, 200, to_tag=f"t{i}"), 0.001 * i)
+        gone.append(weakref.ref(txn))
+        del txn
+    gc.collect()
+    assert all(ref() is None for ref in gone) and len(rec.layer) == 200
+    rec.layer.receive(wire(request("REGISTER", branch="z9hG4bKs7", call_id="s7")), UDP, 5.0)
+    rec.drain()
+    assert rec.events == [] and rec.times(b"SIP/2.0 200")[-1] == 5.0
+    assert b"tag=t7" in rec.sent[-1][1] and rec.sent[-1][2] == Addr("udp", "192.0.2.7", 5062)
+    rec.run_until(40.0)
+    assert len(rec.layer) == 0 and rec.raw.get_timer() is None
 
 
 def test_send_response_finds_the_transaction_from_the_request():
