@@ -542,7 +542,7 @@ class SipEndpoint:
             self.stats["callback_errors"] += 1
             log.exception("SIP event handler failed on %r", event)
             return
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(self._task_done)

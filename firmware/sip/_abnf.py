@@ -56,8 +56,10 @@ VIA = re.compile(
 )
 
 # generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
-GEN_VALUE = re.compile(rf"\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}]+|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
-QUOTED = re.compile(r"\"((?:[^\"\\]|\\.)*)\"", re.DOTALL)
+# quoted-string contents as "unrolled loop": one alternation per escape, not per character
+QUOTED_TEXT = r'[^"\\]*(?:\\.[^"\\]*)*'
+GEN_VALUE = re.compile(rf'\[[0-9A-Fa-f:.]+\]|[{TOKEN_CHARS}]+|"{QUOTED_TEXT}"', re.DOTALL)
+QUOTED = re.compile(f'"({QUOTED_TEXT})"', re.DOTALL)
 QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 HEADER_NAME = re.compile(f"[{TOKEN_CHARS}]+")

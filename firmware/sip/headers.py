@@ -359,7 +359,7 @@ Challenge = Credentials
 
 
 _TOK = f"[{_abnf.TOKEN_CHARS}]+"
-_AUTH_PARAM = f'({_TOK})[ \\t]*=[ \\t]*(?:"((?:[^"\\\\]|\\\\.)*)"|({_TOK}))'
+_AUTH_PARAM = f'({_TOK})[ \\t]*=[ \\t]*(?:"({_abnf.QUOTED_TEXT})"|({_TOK}))'
 _AUTH_WELL_FORMED = re.compile(f"({_TOK})[ \\t]+(?:{_AUTH_PARAM})(?:[ \\t]*,[ \\t]*(?:{_AUTH_PARAM}))*[ \\t]*",
                                re.DOTALL)
 _AUTH_PARAMS = re.compile(_AUTH_PARAM, re.DOTALL)
