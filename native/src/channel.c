@@ -188,10 +188,11 @@ static int bind_udp(const paddr_t *local, int port, int *fd_out)
     return PBX_OK;
 }
 
-/* An RTP channel's bound sockets, made in the caller's thread. */
+/* An RTP channel's bound sockets, made in the caller's thread (or taken from the spares). */
 typedef struct {
     paddr_t local;
     int fd, rtcp_fd, port;
+    int spare;
 } socks_t;
 
 /* Take the next free even port of the range (and port+1 for RTCP). Caller's thread. */
@@ -275,14 +276,10 @@ static int cmd_nop(engine_t *e, void *arg)
     return PBX_OK;
 }
 
-static int socks_open(engine_t *e, const char *local_ip, socks_t *sk)
+/* Bind a pair now, in the caller's thread. */
+static int socks_bind(engine_t *e, socks_t *sk)
 {
-    memset(sk, 0, sizeof(*sk));
-    if (parse_addr(local_ip ? local_ip : e->bind_ip, 0, &sk->local) < 0)
-        return PBX_EINVAL;
     int rc = bind_pair(e, sk);
-    if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
-        rc = bind_pair(e, sk);  /* ports of channels whose posted destroy had not run yet */
     if (rc != PBX_OK)
         return rc;
     int tos = IPTOS_DSCP_EF;
@@ -291,6 +288,74 @@ static int socks_open(engine_t *e, const char *local_ip, socks_t *sk)
     int rcvbuf = 256 * 1024;
     setsockopt(sk->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     return PBX_OK;
+}
+
+static int on_bind_ip(engine_t *e, const char *local_ip)
+{
+    return !local_ip || strcmp(local_ip, e->bind_ip) == 0;
+}
+
+/* A pair the engine thread bound ahead, if there is one. */
+static int spare_take(engine_t *e, socks_t *sk)
+{
+    pthread_mutex_lock(&e->port_mu);
+    int ok = e->n_spare > 0;
+    if (ok) {
+        struct spare_socks *sp = &e->spare[--e->n_spare];
+        sk->fd = sp->fd;
+        sk->rtcp_fd = sp->rtcp_fd;
+        sk->port = sp->port;
+        sk->spare = 1;
+    }
+    pthread_mutex_unlock(&e->port_mu);
+    return ok;
+}
+
+/* Engine thread, after it adopted a channel: bind pairs until the reserve is full again. */
+static void spare_refill(engine_t *e)
+{
+    for (;;) {
+        pthread_mutex_lock(&e->port_mu);
+        int need = e->n_spare < e->spare_target;
+        pthread_mutex_unlock(&e->port_mu);
+        if (!need)
+            return;
+        socks_t sk;
+        memset(&sk, 0, sizeof(sk));
+        if (parse_addr(e->bind_ip, 0, &sk.local) < 0 || socks_bind(e, &sk) != PBX_OK)
+            return;  /* no free port now: creating a channel binds (or fails) itself */
+        pthread_mutex_lock(&e->port_mu);
+        int kept = e->n_spare < e->spare_target;
+        if (kept)
+            e->spare[e->n_spare++] = (struct spare_socks){sk.fd, sk.rtcp_fd, sk.port};
+        pthread_mutex_unlock(&e->port_mu);
+        if (!kept) {
+            close(sk.fd);
+            close(sk.rtcp_fd);
+            pbx__release_port(e, sk.port);
+        }
+    }
+}
+
+/* Packets that reached a spare pair before it had a channel are nobody's media. */
+static void spare_drain(int fd)
+{
+    char buf[64];
+    for (int i = 0; i < 256 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0; i++)
+        ;
+}
+
+static int socks_open(engine_t *e, const char *local_ip, socks_t *sk)
+{
+    memset(sk, 0, sizeof(*sk));
+    if (parse_addr(local_ip ? local_ip : e->bind_ip, 0, &sk->local) < 0)
+        return PBX_EINVAL;
+    if (on_bind_ip(e, local_ip) && spare_take(e, sk))
+        return PBX_OK;
+    int rc = socks_bind(e, sk);
+    if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
+        rc = socks_bind(e, sk);  /* ports of channels whose posted destroy had not run yet */
+    return rc;
 }
 
 static void socks_close(engine_t *e, const socks_t *sk)
@@ -302,6 +367,10 @@ static void socks_close(engine_t *e, const socks_t *sk)
 
 static chan_t *chan_from_socks(engine_t *e, const socks_t *sk)
 {
+    if (sk->spare) {
+        spare_drain(sk->fd);
+        spare_drain(sk->rtcp_fd);
+    }
     chan_t *ch = chan_alloc(e, CH_RTP);
     if (!ch)
         return NULL;
@@ -333,6 +402,7 @@ static int cmd_adopt_channel(engine_t *e, void *arg)
     int rc = cmd_add_channel(e, &add);
     if (rc != PBX_OK)
         chan_release(e, ch);
+    spare_refill(e);
     return rc;
 }
 

@@ -591,6 +591,10 @@ static void engine_free(engine_t *e)
     if (e->cmd_efd >= 0) close(e->cmd_efd);
     if (e->ev_efd >= 0) close(e->ev_efd);
     pbx__kfwd_close(&e->kf);
+    for (int i = 0; i < e->n_spare; i++) {
+        close(e->spare[i].fd);
+        close(e->spare[i].rtcp_fd);
+    }
     table_fini(&e->channels);
     table_fini(&e->bridges);
     table_fini(&e->players);
@@ -653,6 +657,10 @@ int pbx_engine_create(const pbx_engine_params_t *p, pbx_engine_t **out)
     if (!e->ach || !e->abr || !e->apl || !e->arec || !e->evq || !e->port_used || !e->tx_buf)
         goto fail;
     e->port_cursor = 0;
+    /* a sixteenth of the range at most: small ranges (tests of exhaustion) keep exact order */
+    e->spare_target = (p->rtp_port_max - p->rtp_port_min) / 2 / 16;
+    if (e->spare_target > SPARE_MAX)
+        e->spare_target = SPARE_MAX;
 
     for (int i = 0; i < RX_BATCH; i++) {
         e->rx_iov[i].iov_base = e->rx_buf[i];

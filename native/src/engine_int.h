@@ -22,6 +22,7 @@
 #define TX_SLOTS 256            /* packets queued for one batched send */
 #define TX_PKT 512              /* an outgoing packet: 12-byte header + at most MAX_FRAME bytes */
 #define MAX_MEMBERS 64
+#define SPARE_MAX 8             /* RTP socket pairs bound ahead (large port ranges only) */
 #define DTMF_QUEUE 32
 #define ID_TYPE_SHIFT 28
 /* 0 dBm0 sine amplitude (G.711 full scale is +3.14 dBm0); DTMF sent at -7 / -5 dBm0. */
@@ -306,6 +307,10 @@ struct pbx_engine {
     pthread_mutex_t port_mu;
     uint8_t *port_used;
     int port_cursor;
+    /* RTP/RTCP socket pairs on bind_ip that the engine thread binds ahead, so that creating a
+     * channel costs the caller (the event loop) no system calls; under port_mu */
+    struct spare_socks { int fd, rtcp_fd, port; } spare[SPARE_MAX];
+    int n_spare, spare_target;
 
     table_t channels, bridges, players, recorders, sounds;
     chan_t **ach;

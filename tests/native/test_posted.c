@@ -1,8 +1,8 @@
 /*
  * Posted (*_nowait) control calls: ordering with synchronous calls on the one queue,
  * failures reported as events, posted creations usable at once, two threads posting,
- * recorders whose file the writer thread creates, and destroy with posted commands
- * still queued (nothing may leak under ASan).
+ * recorders whose file the writer thread creates, destroy with posted commands
+ * still queued (nothing may leak under ASan), and the socket pairs bound ahead.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "pbxcore.h"
@@ -267,6 +270,73 @@ static void test_destroy_with_queue(void)
     unlink(path);
 }
 
+static void send_rtp(int fd, int port, uint16_t seq)
+{
+    uint8_t pkt[12 + 160] = {0x80, 8, (uint8_t)(seq >> 8), (uint8_t)seq, 0, 0, 0, 160, 1, 2, 3, 4};
+    memset(pkt + 12, 0xd5, 160);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&to, sizeof(to));
+}
+
+/* A large range keeps a few pairs bound ahead: a channel takes one without binding, packets
+ * that reached it before are dropped unseen, and the whole range is still usable. */
+static void test_spares(void)
+{
+    pbx_engine_params_t p;
+    pbx_engine_params_default(&p);
+    p.bind_ip = "127.0.0.1";
+    p.rtp_port_min = 44000 + (getpid() % 200) * 66;
+    p.rtp_port_max = p.rtp_port_min + 64;  /* 32 pairs: 2 bound ahead */
+    pbx_engine_t *e = NULL;
+    CHECK(pbx_engine_create(&p, &e) == PBX_OK);
+    uint32_t ch[33];
+    int port[33];
+    pbx_engine_stats_t es;
+    CHECK(pbx_rtp_channel_create_nowait(e, NULL, &ch[0], &port[0]) == PBX_OK);
+    CHECK(pbx_engine_get_stats(e, &es) == PBX_OK);  /* adopted; the spares are bound */
+    int tx = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in me = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
+    socklen_t mlen = sizeof(me);
+    CHECK(bind(tx, (struct sockaddr *)&me, sizeof(me)) == 0 && getsockname(tx, (struct sockaddr *)&me, &mlen) == 0);
+    int stray = socket(AF_INET, SOCK_DGRAM, 0);  /* not the channel's remote: dropped_source if seen */
+    for (int q = p.rtp_port_min; q < p.rtp_port_max; q += 2)
+        if (q != port[0])
+            send_rtp(stray, q, 1);
+    usleep(20000);
+    CHECK(pbx_rtp_channel_create_nowait(e, NULL, &ch[1], &port[1]) == PBX_OK && port[1] != port[0]);
+    pbx_rtp_config_t c;
+    pbx_rtp_config_default(&c);
+    c.remote_ip = "127.0.0.1";
+    c.remote_port = ntohs(me.sin_port);
+    c.payload_type = 8;
+    CHECK(pbx_rtp_channel_configure(e, ch[1], &c) == PBX_OK);
+    pbx_channel_stats_t cs;
+    send_rtp(tx, port[1], 2);
+    int got = 0;
+    for (int i = 0; i < 100 && !got; i++) {
+        usleep(5000);
+        got = pbx_channel_get_stats(e, ch[1], &cs) == PBX_OK && cs.packets_in > 0;
+    }
+    usleep(30000);
+    CHECK(got && pbx_channel_get_stats(e, ch[1], &cs) == PBX_OK);
+    CHECK(cs.packets_in == 1 && cs.dropped_source == 0 && cs.dropped_malformed == 0);
+    close(tx);
+    close(stray);
+    int n = 2;
+    while (n < 33 && pbx_rtp_channel_create_nowait(e, NULL, &ch[n], &port[n]) == PBX_OK)
+        n++;
+    CHECK(n == 32);  /* every pair of the range, spares included */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            CHECK(port[i] != port[j]);
+    CHECK(pbx_channel_destroy_nowait(e, ch[5]) == PBX_OK);
+    CHECK(pbx_rtp_channel_create_nowait(e, NULL, &ch[5], &port[5]) == PBX_OK);
+    CHECK(pbx_channel_destroy(e, ch[7]) == PBX_OK);
+    pbx_engine_destroy(e);  /* with spares bound again: closed, nothing leaks */
+}
+
 int main(void)
 {
     test_order();
@@ -274,6 +344,7 @@ int main(void)
     test_threads();
     test_ports();
     test_destroy_with_queue();
+    test_spares();
     if (fails)
         return 1;
     printf("test_posted: ok\n");
