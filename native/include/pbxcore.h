@@ -227,7 +227,8 @@ int pbx_engine_get_stats(pbx_engine_t *e, pbx_engine_stats_t *st);
 enum pbx_direction { PBX_DIR_SENDRECV = 0, PBX_DIR_SENDONLY = 1, PBX_DIR_RECVONLY = 2, PBX_DIR_INACTIVE = 3 };
 /** Create an RTP channel on local_ip (NULL = the engine's bind_ip); binds an even port. */
 int pbx_rtp_channel_create(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port);
-/** Same, posted: the ports are bound in the calling thread, the engine adopts the channel later. */
+/** Same, posted: the engine adopts the channel later. The ports come from the few pairs the engine
+ * thread binds ahead on bind_ip (ranges of 32 ports and more), else are bound in the calling thread. */
 int pbx_rtp_channel_create_nowait(pbx_engine_t *e, const char *local_ip, uint32_t *id, int *port);
 /** The negotiated media of an RTP channel (from SDP); may be changed at any time (re-INVITE). */
 typedef struct {
