@@ -276,6 +276,13 @@ static int cmd_nop(engine_t *e, void *arg)
     return PBX_OK;
 }
 
+static void socks_close(engine_t *e, const socks_t *sk)
+{
+    close(sk->fd);
+    close(sk->rtcp_fd);
+    pbx__release_port(e, sk->port);
+}
+
 /* Bind a pair now, in the caller's thread. */
 static int socks_bind(engine_t *e, socks_t *sk)
 {
@@ -329,11 +336,8 @@ static void spare_refill(engine_t *e)
         if (kept)
             e->spare[e->n_spare++] = (struct spare_socks){sk.fd, sk.rtcp_fd, sk.port};
         pthread_mutex_unlock(&e->port_mu);
-        if (!kept) {
-            close(sk.fd);
-            close(sk.rtcp_fd);
-            pbx__release_port(e, sk.port);
-        }
+        if (!kept)
+            socks_close(e, &sk);
     }
 }
 
@@ -356,13 +360,6 @@ static int socks_open(engine_t *e, const char *local_ip, socks_t *sk)
     if (rc == PBX_ENOPORT && pbx__run_cmd(e, cmd_nop, NULL) == PBX_OK)
         rc = socks_bind(e, sk);  /* ports of channels whose posted destroy had not run yet */
     return rc;
-}
-
-static void socks_close(engine_t *e, const socks_t *sk)
-{
-    close(sk->fd);
-    close(sk->rtcp_fd);
-    pbx__release_port(e, sk->port);
 }
 
 static chan_t *chan_from_socks(engine_t *e, const socks_t *sk)
