@@ -10,8 +10,10 @@ load), and the kernel's receive timestamp of each one tells how long it waited i
 buffer, which is what the transaction layer's overload guard needs
 (:class:`~firmware.sip.overload.OverloadGuard`); the guard also hears how late the event loop
 runs, for TCP. UDP leaves through the engine library's datagram sender
-(``pbx_dgram_send``, a C thread): the loop only copies each datagram into its queue, and the
-send system call, which on loopback also runs the receiver's delivery, is paid off the loop.
+(``pbx_dgram_queue``, a C thread): the loop only copies each datagram into its queue, and the
+send system call, which on loopback also runs the receiver's delivery, is paid off the loop. The
+thread is woken once per turn of the loop (a ``call_soon``), not per datagram: a wake costs the
+loop as much as several queued datagrams.
 Without the built engine, or for a host name, the loop sends itself.
 
 TCP connections are kept per remote address: responses go back on the connection the request
@@ -79,6 +81,7 @@ class _Udp:
         self._out: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.closed = False
         self.sender: Any = None
+        self._wake_pending = False
         if native and _lib is not None:
             out = _ffi.new("pbx_dgram_sender_t **")
             rc = _lib.pbx_dgram_sender_open(sock.fileno(), self.max_backlog, out)
@@ -115,8 +118,11 @@ class _Udp:
         if self.closed:
             return
         if self.sender is not None:
-            rc = _lib.pbx_dgram_send(self.sender, addr[0].encode(), addr[1], data, len(data), self.send_wait_ms)
+            rc = _lib.pbx_dgram_queue(self.sender, addr[0].encode(), addr[1], data, len(data), self.send_wait_ms)
             if rc == 0:
+                if not self._wake_pending:
+                    self._wake_pending = True
+                    self.loop.call_soon(self._wake)
                 return
             if rc == _lib.PBX_EFULL:
                 log.warning("UDP send queue full: datagram to %s dropped", addr)
@@ -135,6 +141,11 @@ class _Udp:
             log.warning("UDP send queue full: datagram to %s dropped", addr)
             return
         self._out.append((data, addr))
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        if self.sender is not None:
+            _lib.pbx_dgram_wake(self.sender)
 
     def _writable(self) -> None:
         while self._out and not self.closed:

@@ -465,6 +465,14 @@ int pbx_dgram_sender_open(int fd, int capacity, pbx_dgram_sender_t **out);
  * Returns PBX_OK, PBX_EINVAL (address, port or size), PBX_EFULL or PBX_ESTATE (closed).
  */
 int pbx_dgram_send(pbx_dgram_sender_t *s, const char *ip, int port, const void *data, size_t len, int max_wait_ms);
+/**
+ * pbx_dgram_send without waking a sleeping sender thread: the datagram waits until the
+ * next pbx_dgram_send, pbx_dgram_wake, flush or close (or until the queue is full). For a
+ * caller that queues several datagrams in a row and then calls pbx_dgram_wake once.
+ */
+int pbx_dgram_queue(pbx_dgram_sender_t *s, const char *ip, int port, const void *data, size_t len, int max_wait_ms);
+/** Wake the sender thread if datagrams are waiting. NULL is allowed. */
+void pbx_dgram_wake(pbx_dgram_sender_t *s);
 /** Wait until everything queued has been handed to the kernel (or timeout_ms). 0 = done, PBX_EFULL = still busy. */
 int pbx_dgram_sender_flush(pbx_dgram_sender_t *s, int timeout_ms);
 /** Counters of the sender. */

@@ -2,6 +2,7 @@
  * The datagram sender: every datagram arrives intact and in order, close sends what is
  * still queued, IPv4 peers of a dual-stack socket are reached, and bad arguments or
  * datagrams the kernel refuses are reported without stopping the ones behind them.
+ * Queued datagrams (pbx_dgram_queue) wait for pbx_dgram_wake, unless the queue fills up.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -181,10 +182,50 @@ static void test_bad_input_and_refusals(void)
     close(rx);
 }
 
+static void test_queue_waits_for_wake(void)
+{
+    int port, rx = udp4(&port), tx = udp4(NULL);
+    pbx_dgram_sender_t *s;
+    CHECK(pbx_dgram_sender_open(tx, 4, &s) == PBX_OK);
+    char buf[2048];
+    int bad = 0;
+    /* After a flush the sender thread is asleep (it sleeps before it releases the lock). */
+    size_t len = make(buf, 0);
+    CHECK(pbx_dgram_send(s, "127.0.0.1", port, buf, len, 1000) == PBX_OK);
+    CHECK(pbx_dgram_sender_flush(s, 2000) == PBX_OK);
+    CHECK(drain(rx, 0, 1, &bad) == 1);
+    for (int i = 1; i <= 3; i++) {
+        len = make(buf, i);
+        CHECK(pbx_dgram_queue(s, "127.0.0.1", port, buf, len, 1000) == PBX_OK);
+    }
+    struct pollfd p = {.fd = rx, .events = POLLIN};
+    CHECK(poll(&p, 1, 100) == 0);  /* nothing left before the wake */
+    pbx_dgram_stats_t st;
+    pbx_dgram_sender_get_stats(s, &st);
+    CHECK(st.backlog == 3);
+    pbx_dgram_wake(s);
+    CHECK(drain(rx, 1, 3, &bad) == 3);
+    /* More than the queue holds, without a wake: a full queue wakes the sender itself. */
+    for (int i = 4; i < 104; i++) {
+        len = make(buf, i);
+        CHECK(pbx_dgram_queue(s, "127.0.0.1", port, buf, len, 2000) == PBX_OK);
+    }
+    CHECK(pbx_dgram_sender_flush(s, 2000) == PBX_OK);  /* flush wakes it for the rest */
+    CHECK(drain(rx, 4, 100, &bad) == 100);
+    CHECK(bad == 0);
+    pbx_dgram_sender_get_stats(s, &st);
+    CHECK(st.dropped == 0 && st.sent == 104);
+    pbx_dgram_wake(NULL);
+    pbx_dgram_sender_close(s);
+    close(tx);
+    close(rx);
+}
+
 int main(void)
 {
     test_order_and_content();
     test_close_sends_the_queue();
+    test_queue_waits_for_wake();
     test_dual_stack();
     test_bad_input_and_refusals();
     if (fails) {
