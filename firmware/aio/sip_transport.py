@@ -12,8 +12,9 @@ buffer, which is what the transaction layer's overload guard needs
 runs, for TCP. UDP leaves through the engine library's datagram sender
 (``pbx_dgram_queue``, a C thread): the loop only copies each datagram into its queue, and the
 send system call, which on loopback also runs the receiver's delivery, is paid off the loop. The
-thread is woken once per turn of the loop (a ``call_soon``), not per datagram: a wake costs the
-loop as much as several queued datagrams.
+thread is woken once per received datagram's handling (or per turn of the loop, a ``call_soon``,
+for what timers and tasks send), not per datagram sent: a wake costs the loop as much as several
+queued datagrams.
 Without the built engine, or for a host name, the loop sends itself.
 
 TCP connections are kept per remote address: responses go back on the connection the request
@@ -82,6 +83,7 @@ class _Udp:
         self.closed = False
         self.sender: Any = None
         self._wake_pending = False
+        self._reading = False
         if native and _lib is not None:
             out = _ffi.new("pbx_dgram_sender_t **")
             rc = _lib.pbx_dgram_sender_open(sock.fileno(), self.max_backlog, out)
@@ -112,7 +114,15 @@ class _Udp:
             except OSError as e:  # an ICMP error of an earlier send, reported here
                 log.debug("UDP receive: %s", e)
                 continue
-            endpoint._datagram(bytes(view[:n]), addr[0], addr[1], arrived)
+            # what the datagram's handling sent leaves now (one wake), not at the end of the batch:
+            # a closed-loop client waits for it
+            self._reading = True
+            try:
+                endpoint._datagram(bytes(view[:n]), addr[0], addr[1], arrived)
+            finally:
+                self._reading = False
+                if self._wake_pending:
+                    self._wake()
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed:
@@ -122,7 +132,8 @@ class _Udp:
             if rc == 0:
                 if not self._wake_pending:
                     self._wake_pending = True
-                    self.loop.call_soon(self._wake)
+                    if not self._reading:
+                        self.loop.call_soon(self._wake)
                 return
             if rc == _lib.PBX_EFULL:
                 log.warning("UDP send queue full: datagram to %s dropped", addr)
