@@ -12,9 +12,9 @@ buffer, which is what the transaction layer's overload guard needs
 runs, for TCP. UDP leaves through the engine library's datagram sender
 (``pbx_dgram_queue``, a C thread): the loop only copies each datagram into its queue, and the
 send system call, which on loopback also runs the receiver's delivery, is paid off the loop. The
-thread is woken once per received datagram's handling (or per turn of the loop, a ``call_soon``,
-for what timers and tasks send), not per datagram sent: a wake costs the loop as much as several
-queued datagrams.
+thread is woken after every few received datagrams' handling and at the end of a batch (per turn
+of the loop, a ``call_soon``, for what timers and tasks send), not per datagram sent: a wake
+costs the loop as much as several queued datagrams.
 Without the built engine, or for a host name, the loop sends itself.
 
 TCP connections are kept per remote address: responses go back on the connection the request
@@ -66,6 +66,8 @@ class _Udp:
 
     batch = 64
     """Datagrams read per wake-up at most (then other callbacks and timers get their turn)."""
+    wake_every = 4
+    """Received datagrams handled between wake-ups of the native sender (when they sent)."""
     max_backlog = 10000
     """Datagrams queued for sending (in the native sender, or while the socket buffer is full);
     more are dropped."""
@@ -96,33 +98,36 @@ class _Udp:
 
     def _readable(self) -> None:
         sock, view, endpoint = self.sock, self._view, self.endpoint
-        for _ in range(self.batch):
-            if self.closed:
-                return
-            arrived: float | None = None
-            try:
-                if self.timestamps:
-                    n, anc, _, addr = sock.recvmsg_into((view,), _ANC_SIZE)
-                    for level, kind, cdata in anc:
-                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
-                            sec, nsec = _TIMESPEC.unpack_from(cdata)
-                            arrived = sec + nsec * 1e-9
-                else:
-                    n, addr = sock.recvfrom_into(view)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:  # an ICMP error of an earlier send, reported here
-                log.debug("UDP receive: %s", e)
-                continue
-            # what the datagram's handling sent leaves now (one wake), not at the end of the batch:
-            # a closed-loop client waits for it
-            self._reading = True
-            try:
+        # What the handling of received datagrams sent leaves after every `wake_every` of them
+        # and at the end of the batch (one wake each), not per datagram sent: a wake costs the
+        # loop as much as several sends, and a closed-loop client waits for the answers.
+        self._reading = True
+        try:
+            for i in range(self.batch):
+                if self.closed:
+                    return
+                arrived: float | None = None
+                try:
+                    if self.timestamps:
+                        n, anc, _, addr = sock.recvmsg_into((view,), _ANC_SIZE)
+                        for level, kind, cdata in anc:
+                            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                                sec, nsec = _TIMESPEC.unpack_from(cdata)
+                                arrived = sec + nsec * 1e-9
+                    else:
+                        n, addr = sock.recvfrom_into(view)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:  # an ICMP error of an earlier send, reported here
+                    log.debug("UDP receive: %s", e)
+                    continue
                 endpoint._datagram(bytes(view[:n]), addr[0], addr[1], arrived)
-            finally:
-                self._reading = False
-                if self._wake_pending:
+                if self._wake_pending and i % self.wake_every == self.wake_every - 1:
                     self._wake()
+        finally:
+            self._reading = False
+            if self._wake_pending:
+                self._wake()
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed:
