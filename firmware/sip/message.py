@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -116,11 +115,13 @@ def _expires(h: Headers) -> int | None:
     return min(int(value), 2 ** 32 - 1)
 
 
-class SipMessage(ABC):
+class SipMessage:
     """What requests and responses share: headers, body and typed accessors.
 
     Accessors parse on first use and cache until the headers change; a malformed value raises
-    :class:`SipParseError` with status 400.
+    :class:`SipParseError` with status 400. Not an ``abc.ABC``: an ``isinstance`` against an ABC
+    that fails runs Python-level code, and the stack asks ``isinstance(msg, SipResponse)`` of
+    every message.
     """
 
     headers: Headers
@@ -318,9 +319,9 @@ class SipMessage(ABC):
         else:
             self.headers.set("Content-Type", content_type)
 
-    @abstractmethod
     def _start_line(self) -> str:
         """The request line or status line."""
+        raise NotImplementedError
 
     def serialize(self) -> bytes:
         """The message on the wire: CRLF line ends, Content-Length set from the body."""
