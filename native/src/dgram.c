@@ -7,8 +7,8 @@
  * this thread sends the ring's contents in order, up to BATCH per sendmmsg(), and sleeps
  * on a condition variable when the ring is empty (the producer signals only then). Waking
  * it costs the producer ~12 us (futex wake, then the woken thread takes the lock), so a
- * producer that sends several datagrams per turn queues them (pbx_dgram_queue) and wakes
- * the thread once at the end of the turn (pbx_dgram_wake).
+ * producer that sends several datagrams in a row queues them (pbx_dgram_queue) and wakes
+ * the thread once after them (pbx_dgram_wake).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
