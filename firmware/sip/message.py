@@ -319,9 +319,8 @@ class SipMessage:
         else:
             self.headers.set("Content-Type", content_type)
 
-    def _start_line(self) -> str:
-        """The request line or status line."""
-        raise NotImplementedError
+    _start_line: Callable[[], str]
+    """The request line or status line (a method of each subclass)."""
 
     def serialize(self) -> bytes:
         """The message on the wire: CRLF line ends, Content-Length set from the body."""
